@@ -1,0 +1,91 @@
+"""The loss the actor runs on every micro-batch, installed with ``actor_rollout_wg.set_loss_fn``.
+
+It is the same function for every engine (FSDP/FSDP2, Megatron) and rollout server: it reads only verl's
+no-padding TensorDict (``model_output["log_probs"]``, ``old_log_probs``, ``advantages``, ``response_mask``)
+and three per-row coefficient fields the DYPO trainer writes into TransferQueue.
+
+    loss_mb = dp_size * n_mini * sum_{rows in mb} [ c_pg  * sum_t surrogate(A)_t
+                                                  + c_sft * sum_t -log pi(y_t)
+                                                  + c_gal * sum_t (log pi(y_t) - log pi_old(y_t)) ]
+
+verl averages gradients over data-parallel ranks (hence dp_size) and sums micro-batches; ``n_mini`` (number of
+mini-batches in the step, 1 by default) restores the per-mini-batch scale verl uses. The GAL term is the
+linearisation of L_GAL at theta_old: equal value 0 and equal gradient there. See :mod:`recipe_dypo.losses`.
+"""
+
+from __future__ import annotations
+
+from tensordict import TensorDict
+from verl.trainer.ppo.core_algos import agg_loss, get_policy_loss_fn, kl_penalty
+from verl.utils import tensordict_utils as tu
+from verl.utils.metric import AggregationType, Metric
+from verl.workers.utils.padding import no_padding_2_padding
+
+COEF_FIELDS = ("dypo_pg_coef", "dypo_sft_coef", "dypo_gal_coef")
+TOTAL_ROWS_KEY = "dypo_total_rows"
+
+
+def dypo_actor_loss(config, model_output, data: TensorDict, dp_group=None):
+    """DYPO micro-batch loss with verl's loss-function signature.
+
+    Args:
+        config: verl ``ActorConfig`` (clip ratios, policy_loss.loss_mode, entropy/KL coefficients).
+        model_output: ``{"log_probs": nested (bs, seq_j), "entropy": optional}``.
+        data: micro-batch TensorDict; nested ``response_mask``/``old_log_probs``/``advantages`` (bs, resp_j),
+            dense ``dypo_*_coef`` (bs,), non-tensor ``dp_size``, ``batch_num_tokens``, ``global_batch_size``.
+
+    Returns:
+        (loss scalar tensor, metrics dict)
+    """
+    log_prob = no_padding_2_padding(model_output["log_probs"], data)
+    entropy = model_output.get("entropy", None)
+    if entropy is not None:
+        entropy = no_padding_2_padding(entropy, data)
+
+    dp_size = data["dp_size"]
+    config.global_batch_info["dp_size"] = dp_size
+    config.global_batch_info["batch_num_tokens"] = data["batch_num_tokens"]
+    config.global_batch_info["global_batch_size"] = data["global_batch_size"]
+    config.global_batch_info["loss_scale_factor"] = config.loss_scale_factor
+    total_rows = tu.get_non_tensor_data(data=data, key=TOTAL_ROWS_KEY, default=None)
+    mini_rows = data["global_batch_size"]
+    n_mini = total_rows / mini_rows if total_rows and mini_rows else 1.0
+
+    coef = {k: data[k].to(log_prob.dtype) for k in COEF_FIELDS}
+    fields = ["response_mask", "old_log_probs", "advantages"]
+    fields += [k for k in ("rollout_is_weights", "ref_log_prob") if k in data]
+    data = data.select(*fields).to_padded_tensor()
+    mask = data["response_mask"].to(bool)
+    old_log_prob = data["old_log_probs"]
+
+    policy_loss_fn = get_policy_loss_fn(config.policy_loss.get("loss_mode", "dypo"))
+    rl_rows = (coef["dypo_pg_coef"] > 0).unsqueeze(-1)
+    pg_loss, pg_metrics = policy_loss_fn(
+        old_log_prob=old_log_prob,
+        log_prob=log_prob,
+        advantages=data["advantages"] * coef["dypo_pg_coef"].unsqueeze(-1),
+        response_mask=mask & rl_rows,
+        loss_agg_mode="token-sum",
+        config=config,
+        rollout_is_weights=data.get("rollout_is_weights", None),
+    )
+    sft_loss = (coef["dypo_sft_coef"].unsqueeze(-1) * -log_prob * mask).sum() * dp_size
+    gal_loss = (coef["dypo_gal_coef"].unsqueeze(-1) * (log_prob - old_log_prob) * mask).sum() * dp_size
+    loss = (pg_loss + sft_loss + gal_loss) * n_mini
+
+    summed = AggregationType.SUM  # each micro-batch holds a partial sum of the step objective
+    metrics = Metric.from_dict(pg_metrics, aggregation=AggregationType.MEAN)
+    metrics["actor/pg_loss"] = Metric(value=pg_loss * n_mini, aggregation=summed)
+    metrics["actor/dypo_sft_loss"] = Metric(value=sft_loss * n_mini, aggregation=summed)
+    metrics["actor/dypo_gal_linear"] = Metric(value=gal_loss * n_mini, aggregation=summed)
+
+    if entropy is not None and config.entropy_coeff != 0:
+        entropy_loss = agg_loss(entropy, mask, config.loss_agg_mode, **config.global_batch_info)
+        loss = loss - config.entropy_coeff * entropy_loss
+        metrics["actor/entropy_loss"] = Metric(value=entropy_loss, aggregation=summed)
+    if config.use_kl_loss and config.kl_loss_coef != 0:
+        kld = kl_penalty(logprob=log_prob, ref_logprob=data["ref_log_prob"], kl_penalty=config.kl_loss_type)
+        kl_loss = agg_loss(kld, mask, config.loss_agg_mode, **config.global_batch_info)
+        loss = loss + config.kl_loss_coef * kl_loss
+        metrics["kl_loss"] = Metric(value=kl_loss, aggregation=summed)
+    return loss, metrics

@@ -1,0 +1,81 @@
+"""The ``dypo:`` config section and the checks that keep a launch honest before any GPU is touched."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from recipe_dypo.losses import mixing_weights
+
+
+@dataclass
+class DypoConfig:
+    alpha: float = 0.5
+    beta: float = 1.0
+    gamma: float = 1.0
+    grpo_weight: float | None = None
+    gal_weight: float | None = None
+    success_threshold: float = 1.0
+    gal_reference: bool = True
+    sft_token_mean: bool = True
+    seed: int = 1
+    teacher_fields: dict = field(
+        default_factory=lambda: {"teachers": "teachers", "target": "target", "target_list": "target_lst"}
+    )
+    max_teacher_tokens: int = 8192
+    validate_data: bool = True
+
+    @property
+    def term_weights(self) -> tuple[float, float]:
+        """(GRPO weight, GAL weight) on mid prompts."""
+        return mixing_weights(self.alpha, self.grpo_weight, self.gal_weight)
+
+    @classmethod
+    def from_config(cls, cfg) -> DypoConfig:
+        """Build from the resolved ``config.dypo`` (DictConfig or dict)."""
+        raw = dict(cfg) if cfg is not None else {}
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"Unknown dypo.* config keys: {unknown}; known keys: {sorted(known)}")
+        if "teacher_fields" in raw:
+            raw["teacher_fields"] = dict(raw["teacher_fields"])
+        out = cls(**raw)
+        out.term_weights  # noqa: B018  (validates alpha and weights)
+        if out.beta <= 0:
+            raise ValueError(f"dypo.beta must be > 0, got {out.beta}")
+        if out.gamma < 0:
+            raise ValueError(f"dypo.gamma must be >= 0, got {out.gamma}")
+        if out.max_teacher_tokens < 1:
+            raise ValueError(f"dypo.max_teacher_tokens must be >= 1, got {out.max_teacher_tokens}")
+        return out
+
+
+def check_verl_config(config) -> DypoConfig:
+    """Validate the parts of a full verl config that DYPO depends on; returns the parsed ``dypo`` section.
+
+    Raises ValueError with the offending key and the override that fixes it.
+    """
+    dypo = DypoConfig.from_config(config.get("dypo"))
+    actor = config.actor_rollout_ref.actor
+    problems = []
+    if config.algorithm.adv_estimator != "dypo":
+        problems.append(f"algorithm.adv_estimator={config.algorithm.adv_estimator} (set algorithm.adv_estimator=dypo)")
+    if actor.policy_loss.get("loss_mode") != "dypo":
+        problems.append(
+            f"actor_rollout_ref.actor.policy_loss.loss_mode={actor.policy_loss.get('loss_mode')} "
+            "(set it to dypo: advantages arrive pre-weighted and need a token sum)"
+        )
+    if config.trainer.v1.trainer_mode != "dypo" or not config.trainer.use_v1:
+        problems.append("trainer.v1.trainer_mode must be dypo with trainer.use_v1=true")
+    if dypo.gal_reference and not (actor.use_kl_loss or config.algorithm.get("use_kl_in_reward", False)):
+        problems.append(
+            "dypo.gal_reference=true needs verl's reference model: set actor_rollout_ref.actor.use_kl_loss=true "
+            "(kl_loss_coef=0 keeps the KL term off), or use reference-free GAL with dypo.gal_reference=false"
+        )
+    if config.actor_rollout_ref.rollout.n < 2:
+        problems.append(f"actor_rollout_ref.rollout.n={config.actor_rollout_ref.rollout.n}: DYPO grades groups of k>=2")
+    if config.algorithm.get("filter_groups", {}) and config.algorithm.filter_groups.get("enable", False):
+        problems.append("algorithm.filter_groups.enable=true: DYPO grades groups itself (easy groups are dropped)")
+    if problems:
+        raise ValueError("DYPO config problems:\n  - " + "\n  - ".join(problems))
+    return dypo

@@ -1,0 +1,300 @@
+"""The DYPO objective (paper eq. 4 / 24) as small tensor functions.
+
+    L = 1/Q * [ sum_{q hard} gamma * L_SFT(q)  +  sum_{q mid} ( alpha * L_GRPO(q) + (1 - alpha) * L_GAL(q) ) ]
+
+Q is the number of prompts that train this step (hard + mid; easy prompts are dropped).
+
+* ``L_SFT(q)``  = -log pi_theta(tau_tgt | q) / |tau_tgt| (token mean; ``sft_token_mean=False`` gives the sum),
+  tau_tgt one teacher solution drawn uniformly from the prompt's teachers.
+* ``L_GRPO(q)`` = 1/G sum_i 1/|tau_i| sum_t clipped-surrogate(ratio_it, A_i), A = (R - mean_G) / (std_G + eps).
+* ``L_GAL(q)``  = mean over (success s, failure f) pairs of -log sigmoid(beta * (r_s - r_f)),
+  r = sum over response tokens of (log pi_theta - log pi_ref)  (or of log pi_theta when reference-free).
+
+Two forms live here:
+
+* :func:`dypo_objective` evaluates L on a whole batch. It is the specification.
+* :func:`dypo_actor_loss` is what the actor runs per micro-batch (installed with verl's ``set_loss_fn``). The
+  driver turns everything that couples rows (group means, pair terms, Q) into per-row coefficients
+  computed at theta_old (:func:`row_coefficients`), so the micro-batch loss is a plain sum over its own rows.
+  Summed over any split into micro-batches and data-parallel shards, its gradient at theta = theta_old equals
+  the gradient of :func:`dypo_objective` (tests/test_exactness.py checks this to 1e-6 in float64).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from recipe_dypo.gating import group_ids
+
+# Row roles stored with each trajectory (field ``dypo_role``).
+ROLE_PAD, ROLE_MID, ROLE_TEACHER = 0, 1, 2
+
+
+def group_matrix(group_of_row: np.ndarray) -> torch.Tensor:
+    """Rows of each group laid out as a padded matrix.
+
+    Args:
+        group_of_row: (N,) int array of dense group indices in [0, G).
+
+    Returns:
+        (G, K) int64 tensor of row indices, K the largest group size, -1 where a group is shorter.
+    """
+    group_of_row = np.asarray(group_of_row, dtype=np.int64)
+    n_groups = int(group_of_row.max()) + 1 if len(group_of_row) else 0
+    order = np.argsort(group_of_row, kind="stable")
+    sizes = np.bincount(group_of_row, minlength=n_groups)
+    width = int(sizes.max()) if n_groups else 0
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]) if n_groups else np.zeros(0, dtype=np.int64)
+    slot = np.arange(len(order)) - np.repeat(starts, sizes)
+    matrix = np.full((n_groups, width), -1, dtype=np.int64)
+    matrix[group_of_row[order], slot] = order
+    return torch.from_numpy(matrix)
+
+
+def _pair_terms(seq_log_ratio: torch.Tensor, scores, uids, beta: float, success_threshold: float):
+    """Per-group (success, failure) pair margins.
+
+    Returns:
+        margin: (G, K, K) beta-free margins d = r_s - r_f, 0 where not a pair.
+        pair_mask: (G, K, K) bool, True for (success, failure) pairs of one group.
+        pairs_per_group: (G,) number of pairs.
+    """
+    scores = torch.as_tensor(np.asarray(scores, dtype=np.float64) if not torch.is_tensor(scores) else scores)
+    _, group_of_row = group_ids(uids)
+    rows = group_matrix(group_of_row).to(seq_log_ratio.device)
+    valid = rows >= 0
+    safe = rows.clamp(min=0)
+    r = seq_log_ratio[safe]  # (G, K)
+    success = (scores.to(seq_log_ratio.device)[safe] >= success_threshold) & valid
+    failure = (~success) & valid
+    pair_mask = success.unsqueeze(2) & failure.unsqueeze(1)
+    margin = (r.unsqueeze(2) - r.unsqueeze(1)) * pair_mask
+    return margin, pair_mask, pair_mask.sum(dim=(1, 2))
+
+
+def gal_loss(seq_log_ratio, scores, uids, beta: float = 1.0, success_threshold: float = 1.0) -> torch.Tensor:
+    """Group Alignment Loss on a full batch.
+
+    L_GAL = mean over groups with at least one (success, failure) pair of
+            mean over that group's pairs of -log sigmoid(beta * (r_s - r_f)).
+
+    Args:
+        seq_log_ratio: (N,) tensor, r = sum over response tokens of log pi_theta - log pi_ref. Differentiable.
+        scores: (N,) per-rollout scores; success means ``score >= success_threshold``.
+        uids: (N,) group ids.
+        beta: GAL temperature.
+
+    Returns:
+        Scalar tensor. A zero that keeps the autograd path when no group has a pair (never NaN).
+    """
+    margin, pair_mask, n_pairs = _pair_terms(seq_log_ratio, scores, uids, beta, success_threshold)
+    has_pairs = n_pairs > 0
+    if not bool(has_pairs.any()):
+        return seq_log_ratio.sum() * 0.0
+    pair_loss = F.softplus(-beta * margin) * pair_mask  # -log sigmoid(x) == softplus(-x)
+    group_loss = pair_loss.sum(dim=(1, 2))[has_pairs] / n_pairs[has_pairs]
+    return group_loss.mean()
+
+
+def gal_statistics(seq_log_ratio, scores, uids, beta: float = 1.0, success_threshold: float = 1.0) -> dict:
+    """GAL value and the diagnostics researchers plot: pair accuracy (d > 0) and mean margin."""
+    with torch.no_grad():
+        margin, pair_mask, n_pairs = _pair_terms(seq_log_ratio, scores, uids, beta, success_threshold)
+        total = int(n_pairs.sum())
+        loss = gal_loss(seq_log_ratio, scores, uids, beta, success_threshold)
+    if total == 0:
+        return {"gal_loss": 0.0, "gal_pair_acc": float("nan"), "gal_margin_mean": float("nan"), "gal_pairs": 0}
+    d = margin[pair_mask]
+    return {
+        "gal_loss": float(loss),
+        "gal_pair_acc": float((d > 0).double().mean()),
+        "gal_margin_mean": float(d.double().mean()),
+        "gal_pairs": total,
+    }
+
+
+def grpo_advantages(scores, uids, eps: float = 1e-6, norm_by_std: bool = True) -> torch.Tensor:
+    """Group-normalised outcome advantages A = (R - mean_G) / (std_G + eps); 0 for singleton groups.
+
+    std is the unbiased sample std, as in verl's GRPO.
+
+    Args:
+        scores: (N,) per-rollout scores. uids: (N,) group ids.
+
+    Returns:
+        (N,) float tensor.
+    """
+    scores = torch.as_tensor(np.asarray(scores, dtype=np.float64) if not torch.is_tensor(scores) else scores)
+    _, group_of_row = group_ids(uids)
+    rows = group_matrix(group_of_row)
+    valid = rows >= 0
+    r = torch.where(valid, scores[rows.clamp(min=0)], torch.zeros((), dtype=scores.dtype))
+    size = valid.sum(dim=1, keepdim=True)
+    mean = r.sum(dim=1, keepdim=True) / size
+    var = (((r - mean) * valid) ** 2).sum(dim=1, keepdim=True) / (size - 1).clamp(min=1)
+    adv = (r - mean) / (var.sqrt() + eps) if norm_by_std else r - mean
+    adv = torch.where(size > 1, adv, torch.zeros_like(adv))
+    out = torch.zeros_like(scores)
+    out[rows[valid]] = adv[valid]
+    return out
+
+
+def mixing_weights(alpha: float = 0.5, grpo_weight: float | None = None, gal_weight: float | None = None):
+    """Weights of the GRPO and GAL terms on mid prompts: (alpha, 1 - alpha) in the paper.
+
+    The authors' released code instead adds GAL with weight 0.001 on top of the full RL loss, which is
+    ``grpo_weight=1.0, gal_weight=0.001`` (preset ``dypo_released_code``).
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"dypo.alpha must be in [0, 1], got {alpha}")
+    grpo = alpha if grpo_weight is None else float(grpo_weight)
+    gal = 1.0 - alpha if gal_weight is None else float(gal_weight)
+    if grpo < 0 or gal < 0:
+        raise ValueError(f"DYPO term weights must be >= 0, got grpo_weight={grpo}, gal_weight={gal}")
+    return grpo, gal
+
+
+@dataclass
+class RowCoefficients:
+    """Per-row weights (N,) that make the micro-batch loss a sum over rows; see :func:`dypo_actor_loss`."""
+
+    pg: torch.Tensor  # multiplies sum_t clipped-surrogate(A) of a mid row: grpo_weight / (Q * G_q * |tau|)
+    sft: torch.Tensor  # multiplies sum_t -log pi(y_t) of a teacher row: gamma / (Q * |tau|)  (or gamma / Q)
+    gal: torch.Tensor  # multiplies sum_t log pi(y_t): d L_GAL-part / d r_row at theta_old
+    num_prompts: int  # Q
+
+
+def row_coefficients(
+    roles,
+    scores,
+    uids,
+    response_lengths,
+    seq_log_ratio_old,
+    grpo_weight: float = 0.5,
+    gal_weight: float = 0.5,
+    beta: float = 1.0,
+    gamma: float = 1.0,
+    success_threshold: float = 1.0,
+    sft_token_mean: bool = True,
+) -> RowCoefficients:
+    """Turn the batch-coupled DYPO objective into per-row coefficients, evaluated at theta_old.
+
+    GAL couples rows through pairs. Its gradient is sum_rows (dL/dr_row) * grad r_row, and dL/dr_row only
+    needs the sequence log-ratios, which verl already has at theta_old (old_log_probs, ref_log_prob). So
+    the GAL coefficient of a row is the autograd derivative of :func:`gal_loss` at those values.
+
+    Args:
+        roles: (N,) ints, ROLE_MID / ROLE_TEACHER / ROLE_PAD.
+        scores: (N,) rollout scores (only mid rows are read).
+        uids: (N,) group ids; the rollouts of a mid prompt share one.
+        response_lengths: (N,) number of response tokens of each row.
+        seq_log_ratio_old: (N,) r at theta_old (sum over response of old - ref log-probs; old only if reference-free).
+        grpo_weight, gal_weight: alpha and 1 - alpha in the paper (see :func:`mixing_weights`).
+
+    Returns:
+        :class:`RowCoefficients` with float64 tensors of shape (N,).
+    """
+    roles = np.asarray(roles)
+    mid = roles == ROLE_MID
+    teacher = roles == ROLE_TEACHER
+    n = len(roles)
+    lengths = torch.as_tensor(np.asarray(response_lengths), dtype=torch.float64).clamp(min=1)
+    uids = np.asarray(uids, dtype=object)
+    mid_uids = uids[mid]
+    n_mid_groups = len(set(mid_uids.tolist()))
+    num_prompts = n_mid_groups + int(teacher.sum())
+    pg = torch.zeros(n, dtype=torch.float64)
+    sft = torch.zeros(n, dtype=torch.float64)
+    gal = torch.zeros(n, dtype=torch.float64)
+    if num_prompts == 0:
+        return RowCoefficients(pg, sft, gal, 0)
+    mid_idx = torch.from_numpy(np.flatnonzero(mid))
+    if len(mid_idx):
+        _, group_of_row = group_ids(mid_uids)
+        group_size = torch.from_numpy(np.bincount(group_of_row)[group_of_row]).double()
+        pg[mid_idx] = grpo_weight / (num_prompts * group_size * lengths[mid_idx])
+        r = torch.as_tensor(np.asarray(seq_log_ratio_old, dtype=np.float64))[mid_idx].clone().requires_grad_(True)
+        mid_scores = np.asarray(scores, dtype=np.float64)[mid]
+        loss = gal_loss(r, mid_scores, mid_uids, beta=beta, success_threshold=success_threshold)
+        (grad,) = torch.autograd.grad(loss, r, allow_unused=False)
+        # gal_loss averages over the mid groups that have pairs; DYPO averages over all Q training prompts.
+        n_pair_groups = _count_pair_groups(mid_scores, mid_uids, success_threshold)
+        if n_pair_groups:
+            gal[mid_idx] = gal_weight * n_pair_groups / num_prompts * grad
+    teacher_idx = torch.from_numpy(np.flatnonzero(teacher))
+    if len(teacher_idx):
+        norm = lengths[teacher_idx] if sft_token_mean else torch.ones(len(teacher_idx), dtype=torch.float64)
+        sft[teacher_idx] = gamma / (num_prompts * norm)
+    return RowCoefficients(pg, sft, gal, num_prompts)
+
+
+def _count_pair_groups(scores, uids, success_threshold: float) -> int:
+    _, group_of_row = group_ids(uids)
+    success = np.asarray(scores) >= success_threshold
+    n_groups = int(group_of_row.max()) + 1
+    wins = np.bincount(group_of_row, weights=success, minlength=n_groups)
+    sizes = np.bincount(group_of_row, minlength=n_groups)
+    return int(((wins > 0) & (wins < sizes)).sum())
+
+
+def clipped_surrogate(log_prob, old_log_prob, advantages, clip_low: float = 0.2, clip_high: float = 0.2):
+    """Per-token PPO/GRPO clipped loss -min(ratio * A, clip(ratio) * A); all args (..., T)."""
+    ratio = torch.exp(log_prob - old_log_prob)
+    return torch.maximum(-advantages * ratio, -advantages * ratio.clamp(1 - clip_low, 1 + clip_high))
+
+
+def dypo_objective(
+    log_probs: list[torch.Tensor],
+    old_log_probs: list[torch.Tensor],
+    ref_log_probs: list[torch.Tensor] | None,
+    roles,
+    scores,
+    uids,
+    grpo_weight: float = 0.5,
+    gal_weight: float = 0.5,
+    beta: float = 1.0,
+    gamma: float = 1.0,
+    success_threshold: float = 1.0,
+    sft_token_mean: bool = True,
+    clip_ratio: float = 0.2,
+) -> torch.Tensor:
+    """Eq. (4) on a whole batch, written the way the paper states it (the reference for tests).
+
+    Args:
+        log_probs / old_log_probs / ref_log_probs: lists of N (T_i,) response-token log-prob tensors;
+            ``ref_log_probs=None`` means reference-free GAL.
+        roles: (N,) ROLE_MID / ROLE_TEACHER / ROLE_PAD. scores, uids: (N,) as for :func:`grade_groups`.
+    """
+    roles = np.asarray(roles)
+    uids = np.asarray(uids, dtype=object)
+    mid = np.flatnonzero(roles == ROLE_MID)
+    teacher = np.flatnonzero(roles == ROLE_TEACHER)
+    mid_groups = list(dict.fromkeys(uids[mid].tolist()))
+    num_prompts = len(mid_groups) + len(teacher)
+    total = log_probs[0].sum() * 0.0
+    if num_prompts == 0:
+        return total
+    for i in teacher:
+        nll = -log_probs[i].sum()
+        total = total + gamma * (nll / len(log_probs[i]) if sft_token_mean else nll)
+    scores = np.asarray(scores, dtype=np.float64)
+    adv = grpo_advantages(scores[mid], uids[mid])
+    for g in mid_groups:
+        members = [j for j, i in enumerate(mid) if uids[i] == g]
+        grpo = sum(
+            clipped_surrogate(log_probs[mid[j]], old_log_probs[mid[j]], adv[j], clip_ratio, clip_ratio).mean()
+            for j in members
+        ) / len(members)
+        ratios = torch.stack(
+            [
+                log_probs[mid[j]].sum() - (ref_log_probs[mid[j]].sum() if ref_log_probs is not None else 0.0)
+                for j in members
+            ]
+        )
+        gal = gal_loss(ratios, scores[mid[members]], [g] * len(members), beta, success_threshold)
+        total = total + grpo_weight * grpo + gal_weight * gal
+    return total / num_prompts

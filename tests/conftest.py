@@ -1,0 +1,42 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_BENCHMARKS = REPO.parent / "shared" / "benchmarks"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+@pytest.fixture(scope="session")
+def shared_benchmarks():
+    if not SHARED_BENCHMARKS.is_dir():
+        pytest.skip(f"benchmark files not found at {SHARED_BENCHMARKS} (they live in ../shared/benchmarks)")
+    return SHARED_BENCHMARKS
+
+
+def compose_dypo_config(overrides=()):
+    """The real hydra composition of configs/dypo_trainer.yaml over verl's ppo_trainer."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
+        return compose(config_name="dypo_trainer", overrides=list(overrides))
+
+
+@pytest.fixture(scope="session")
+def dypo_config():
+    return compose_dypo_config(["actor_rollout_ref.actor.use_dynamic_bsz=true"])
+
+
+@pytest.fixture(scope="session")
+def actor_config(dypo_config):
+    from verl.utils.config import omega_conf_to_dataclass
+
+    return omega_conf_to_dataclass(dypo_config.actor_rollout_ref.actor)
