@@ -20,7 +20,7 @@ setup(
     entry_points={
         # verl imports every entry point of this group in `import verl` (also inside Ray workers),
         # which is the only way our registrations reach the worker processes.
-        "verl.plugins": ["dypo = recipe_dypo.plugin:register"],
+        "verl.plugins": ["dypo = recipe_dypo.plugin"],
         "console_scripts": ["dypo-train = recipe_dypo.main_dypo:main"],
     },
 )

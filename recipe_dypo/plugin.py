@@ -1,0 +1,39 @@
+"""``verl.plugins`` entry point: ``import verl`` imports this module in every process (driver, task runner, Ray
+workers), which registers the ``dypo`` advantage estimator, policy loss and trainer.
+
+verl swallows plugin import errors at debug level; a broken install would then surface much later as
+"Unknown trainer 'dypo'". We report failures loudly instead, with the traceback.
+"""
+
+import logging
+import traceback
+import warnings
+
+REGISTERED: dict[str, bool] = {"core_algos": False, "trainer": False}
+
+
+def _register(name: str, importer) -> None:
+    try:
+        importer()
+        REGISTERED[name] = True
+    except Exception as exc:  # noqa: BLE001  (report every failure, then let verl continue)
+        message = f"dypo-verl plugin: registering {name} failed: {exc!r}\n{traceback.format_exc()}"
+        logging.getLogger("recipe_dypo").warning(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+
+def _core_algos():
+    import recipe_dypo.core_algos  # noqa: F401
+
+
+def _trainer():
+    import recipe_dypo.trainer  # noqa: F401
+
+
+_register("core_algos", _core_algos)
+_register("trainer", _trainer)
+
+
+def register() -> dict[str, bool]:
+    """Idempotent; returns which registrations succeeded."""
+    return dict(REGISTERED)

@@ -1,0 +1,230 @@
+"""The DYPO step between reward and actor update, independent of where the data lives.
+
+Both the verl trainer (data in TransferQueue) and the local CPU driver (data in memory) call these functions,
+so there is one implementation of: grading and regrouping, building teacher rows from token ids, and turning
+theta_old statistics into per-row loss coefficients plus the metrics researchers plot.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from recipe_dypo.config import DypoConfig
+from recipe_dypo.gating import EASY, HARD, MID, grade_groups, group_ids
+from recipe_dypo.losses import ROLE_MID, ROLE_PAD, ROLE_TEACHER, RowCoefficients, gal_statistics, row_coefficients
+from recipe_dypo.teachers import Teacher, TeacherSampler, extract_teachers
+
+
+@dataclass
+class RegroupPlan:
+    """Which rollouts stay, which go, and which prompts need a teacher row.
+
+    Row indices refer to the batch as it came from the rollout.
+    """
+
+    labels: np.ndarray  # (N,) "easy" / "mid" / "hard"
+    mid_rows: list[int]
+    dropped_rows: list[int]  # easy rollouts and the rollouts of hard prompts
+    hard_groups: dict[str, list[int]]  # uid -> its rollout rows
+    metrics: dict = field(default_factory=dict)
+
+
+def plan_regroup(scores, uids, success_threshold: float = 1.0) -> RegroupPlan:
+    """Grade groups and decide the regrouped batch (paper eq. 4: easy dropped, hard -> SFT, mid -> GRPO + GAL).
+
+    Args:
+        scores: (N,) rollout scores. uids: (N,) prompt group ids.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    uids = np.asarray(uids, dtype=object)
+    labels = grade_groups(scores, uids, success_threshold)
+    unique, group_of_row = group_ids(uids)
+    group_label = np.empty(len(unique), dtype=object)
+    group_label[group_of_row] = labels
+    hard_groups: dict[str, list[int]] = {}
+    for row in np.flatnonzero(labels == HARD):
+        hard_groups.setdefault(str(uids[row]), []).append(int(row))
+    n_prompts = max(len(unique), 1)
+    metrics = {
+        "dypo/easy_ratio": float(np.mean(group_label == EASY)) if len(unique) else 0.0,
+        "dypo/mid_ratio": float(np.mean(group_label == MID)) if len(unique) else 0.0,
+        "dypo/hard_ratio": float(np.mean(group_label == HARD)) if len(unique) else 0.0,
+        "dypo/num_prompts": float(len(unique)),
+        "dypo/rollout_score_mean": float(scores.mean()) if len(scores) else 0.0,
+        "dypo/rollout_acc": float(np.mean(scores >= success_threshold)) if len(scores) else 0.0,
+        "dypo/prompt_pass_rate": float(np.mean(group_label != HARD)) if n_prompts else 0.0,
+    }
+    return RegroupPlan(
+        labels=labels,
+        mid_rows=np.flatnonzero(labels == MID).tolist(),
+        dropped_rows=np.flatnonzero(labels != MID).tolist(),
+        hard_groups=hard_groups,
+        metrics=metrics,
+    )
+
+
+@dataclass
+class TeacherChoice:
+    teacher: Teacher | None  # None: the prompt has no teacher solution (counted, skipped)
+    num_teachers: int
+
+
+def choose_teacher(row_fields: dict, sampler: TeacherSampler, cfg: DypoConfig) -> TeacherChoice:
+    """Draw one teacher uniformly from the prompt's m solutions (a fresh draw every time the prompt is hard)."""
+    keys = cfg.teacher_fields
+    teachers = extract_teachers(
+        row_fields,
+        teachers_key=keys.get("teachers") or "teachers",
+        target_key=keys.get("target"),
+        target_list_key=keys.get("target_list"),
+    )
+    if not teachers:
+        return TeacherChoice(None, 0)
+    return TeacherChoice(teachers[sampler.draw(len(teachers))], len(teachers))
+
+
+def teacher_response_ids(tokenizer, text: str, max_tokens: int) -> tuple[list[int], bool]:
+    """Token ids of a teacher response as the policy would emit them: text tokens then EOS, cut to max_tokens.
+
+    Returns:
+        (ids, truncated)
+    """
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if tokenizer.eos_token_id is not None:
+        ids = ids + [tokenizer.eos_token_id]
+    if len(ids) > max_tokens:
+        return ids[:max_tokens], True
+    return ids, False
+
+
+def teacher_row(template: dict, response_ids: list[int]) -> dict:
+    """A trajectory for the teacher solution, built from token ids (never decoded by a rollout engine).
+
+    Args:
+        template: one rollout of the same prompt (verl's per-trajectory field dict); its prompt tokens are kept.
+        response_ids: teacher token ids.
+
+    Returns:
+        A new field dict with response tensors, masks and positions for ``prompts + teacher response``.
+    """
+    from verl.trainer.ppo.padding_utils import build_padding_position_ids
+
+    row = {k: (v.clone() if isinstance(v, torch.Tensor) else _copy(v)) for k, v in template.items()}
+    prompts = template["prompts"]
+    responses = torch.tensor(response_ids, dtype=prompts.dtype)
+    input_ids = torch.cat([prompts, responses])
+    attention_mask = torch.ones_like(input_ids)
+    response_mask = torch.ones_like(responses)
+    row.update(
+        responses=responses,
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=build_padding_position_ids(template.get("position_ids"), attention_mask),
+        response_mask=response_mask,
+        loss_mask=response_mask,
+        rm_scores=torch.zeros(len(responses), dtype=torch.float32),
+    )
+    if "rollout_log_probs" in template:
+        row["rollout_log_probs"] = torch.zeros(len(responses), dtype=torch.float32)
+    # Per-token side data of the rollout does not apply to the teacher's tokens.
+    for key in ("routed_experts", "teacher_ids", "teacher_logprobs"):
+        row.pop(key, None)
+    return row
+
+
+def _copy(value):
+    import copy
+
+    return copy.deepcopy(value)
+
+
+def row_roles(tags: list[dict]) -> np.ndarray:
+    """Roles from trajectory tags: verl's padding rows, DYPO teacher rows, and mid rollouts."""
+    return np.array(
+        [
+            ROLE_PAD if t.get("is_padding", False) else ROLE_TEACHER if t.get("dypo_role") == "teacher" else ROLE_MID
+            for t in tags
+        ],
+        dtype=np.int64,
+    )
+
+
+def check_finite(name: str, values: torch.Tensor, row_of_value: torch.Tensor, step: int, uids) -> None:
+    """Raise a clear error naming the step and rows if log-probs are NaN/inf (a NaN loss would hide it)."""
+    bad = ~torch.isfinite(values)
+    if bool(bad.any()):
+        rows = sorted(set(row_of_value[bad].tolist()))
+        raise FloatingPointError(
+            f"DYPO step {step}: non-finite {name} in {len(rows)} row(s) {rows[:8]} "
+            f"(uids {[str(uids[r]) for r in rows[:4]]}); refusing to build a NaN loss"
+        )
+
+
+def step_coefficients(
+    roles: np.ndarray,
+    scores,
+    uids,
+    response_lengths,
+    old_seq_logp,
+    ref_seq_logp,
+    cfg: DypoConfig,
+) -> tuple[RowCoefficients, dict]:
+    """Per-row loss coefficients and theta_old metrics for one DYPO step.
+
+    Args:
+        roles: (N,) ROLE_* per row. scores, uids, response_lengths: (N,).
+        old_seq_logp: (N,) sum over response tokens of old_log_probs (theta_old = the rollout policy).
+        ref_seq_logp: (N,) same under pi_ref, or None for reference-free GAL.
+    """
+    old = torch.as_tensor(np.asarray(old_seq_logp, dtype=np.float64))
+    ratio = old - torch.as_tensor(np.asarray(ref_seq_logp, dtype=np.float64)) if ref_seq_logp is not None else old
+    grpo_w, gal_w = cfg.term_weights
+    coefs = row_coefficients(
+        roles,
+        scores,
+        uids,
+        response_lengths,
+        ratio,
+        grpo_weight=grpo_w,
+        gal_weight=gal_w,
+        beta=cfg.beta,
+        gamma=cfg.gamma,
+        success_threshold=cfg.success_threshold,
+        sft_token_mean=cfg.sft_token_mean,
+    )
+    mid = roles == ROLE_MID
+    teacher = roles == ROLE_TEACHER
+    trained = int(mid.sum() + teacher.sum())
+    metrics = {
+        "dypo/trained_prompts": float(coefs.num_prompts),
+        "dypo/trained_rows": float(trained),
+        "dypo/offline_data_ratio": float(teacher.sum() / trained) if trained else 0.0,
+        "dypo/padding_rows": float((roles == ROLE_PAD).sum()),
+    }
+    lengths = torch.as_tensor(np.asarray(response_lengths, dtype=np.float64)).clamp(min=1)
+    if teacher.any():
+        nll = -old[torch.from_numpy(teacher)]
+        per = nll / lengths[torch.from_numpy(teacher)] if cfg.sft_token_mean else nll
+        metrics["dypo/sft_loss"] = float(per.mean())
+    else:
+        metrics["dypo/sft_loss"] = 0.0
+    if mid.any():
+        stats = gal_statistics(
+            ratio[torch.from_numpy(mid)],
+            np.asarray(scores, dtype=np.float64)[mid],
+            np.asarray(uids, dtype=object)[mid],
+            beta=cfg.beta,
+            success_threshold=cfg.success_threshold,
+        )
+        metrics.update({f"dypo/{k}": float(v) for k, v in stats.items()})
+    else:
+        metrics.update({"dypo/gal_loss": 0.0, "dypo/gal_pairs": 0.0})
+    return coefs, metrics
+
+
+def teacher_count_metrics(draws: Counter) -> dict:
+    return {f"dypo/teacher_draws/{name}": float(count) for name, count in sorted(draws.items())}

@@ -1,0 +1,297 @@
+"""The DYPO trainer: verl's synchronous v1 PPO trainer plus three hooks. It only orchestrates.
+
+verl's step (``PPOTrainer._step_once``): sample -> [reward] -> balance -> old_log_prob -> ref -> advantage -> update.
+DYPO hooks in at three points:
+
+1. ``_balance_batch``  regroup first: grade groups, drop easy rollouts, replace each hard group's rollouts by one
+   teacher row (prompt + teacher token ids), keep mid groups; then verl pads and balances across DP ranks.
+2. ``_compute_advantage``  verl's ``dypo`` estimator gives GRPO advantages; then per-row loss coefficients are
+   computed from the old/ref log-probs verl already has (no extra forward pass) and written to TransferQueue.
+3. ``_update_actor``  skip the update when nothing trains this step, else run verl's update with the DYPO loss
+   (installed once with ``set_loss_fn``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import Counter
+from functools import lru_cache, partial
+
+import numpy as np
+import torch
+import transfer_queue as tq
+from tensordict import TensorDict
+from transfer_queue import KVBatchMeta
+from verl.trainer.ppo.padding_utils import construct_minimal_padding_template
+from verl.trainer.ppo.v1.trainer_base import register_trainer
+from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
+from verl.utils.config import omega_conf_to_dataclass
+from verl.utils.tensordict_utils import list_of_dict_to_tensordict
+
+from recipe_dypo.actor_loss import COEF_FIELDS, TOTAL_ROWS_KEY, dypo_actor_loss
+from recipe_dypo.config import check_verl_config
+from recipe_dypo.losses import ROLE_MID, ROLE_PAD
+from recipe_dypo.step import (
+    check_finite,
+    choose_teacher,
+    plan_regroup,
+    row_roles,
+    step_coefficients,
+    teacher_count_metrics,
+    teacher_response_ids,
+    teacher_row,
+)
+from recipe_dypo.teachers import TeacherSampler
+
+logger = logging.getLogger(__name__)
+logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
+
+STATE_FILE = "dypo_state.json"
+TEACHER_SOURCE_FIELDS = ("extra_info", "target", "target_lst")
+
+
+def nested_row_sums(values: torch.Tensor) -> torch.Tensor:
+    """Per-row sums of a jagged nested tensor (bs, j) -> (bs,), in float64."""
+    if not values.is_nested:
+        return values.double().sum(dim=-1)
+    offsets = values.offsets()
+    cumsum = torch.cat([values.values().new_zeros(1, dtype=torch.float64), values.values().double().cumsum(0)])
+    return cumsum[offsets[1:]] - cumsum[offsets[:-1]]
+
+
+def nested_row_index(values: torch.Tensor) -> torch.Tensor:
+    """Row index of every element of a jagged nested tensor."""
+    lengths = values.offsets().diff()
+    return torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+
+
+@register_trainer("dypo")
+class DypoTrainer(PPOTrainerSync):
+    """DYPO on verl's synchronous trainer; select with ``trainer.v1.trainer_mode=dypo``."""
+
+    def __init__(self, config):
+        self.dypo = check_verl_config(config)
+        super().__init__(config)
+        self.teacher_sampler = TeacherSampler(self.dypo.seed)
+        self.teacher_draws: Counter = Counter()
+        self._skip_update_reason: str | None = None
+        self._teacher_ids = lru_cache(maxsize=16384)(self._tokenize_teacher)
+
+    # verl keys its replay-buffer and dataloader semantics on the literal mode "sync"; DYPO is on-policy
+    # and synchronous, so it runs with those semantics under its own registered name.
+    def _build_replay_buffer(self):
+        self.trainer_mode = "sync"
+        return super()._build_replay_buffer()
+
+    def _setup(self):
+        if self.dypo.validate_data:
+            self._validate_train_files()
+        super()._setup()
+        actor_config = omega_conf_to_dataclass(self.config.actor_rollout_ref.actor)
+        self.actor_rollout_wg.set_loss_fn(partial(dypo_actor_loss, config=actor_config))
+        logger.info("DYPO loss installed on the actor (alpha=%s, beta=%s, gamma=%s)", *self._abg())
+
+    def _abg(self):
+        return self.dypo.alpha, self.dypo.beta, self.dypo.gamma
+
+    def _validate_train_files(self):
+        from recipe_dypo.data_schema import validate_parquet
+
+        files = self.config.data.train_files
+        for path in [files] if isinstance(files, str) else list(files):
+            problems = validate_parquet(path, max_teacher_tokens=None)
+            if problems:
+                shown = "\n  ".join(f"row {r} [{f}]: {why}" for r, f, why in problems[:20])
+                raise ValueError(
+                    f"{path}: {len(problems)} invalid row(s) (python -m data_prep.validate {path} lists all; "
+                    f"set dypo.validate_data=false to skip):\n  {shown}"
+                )
+
+    # ------------------------------------------------------------------ hook 1: regroup
+    def _balance_batch(self, batch: KVBatchMeta, metrics, logging_prefix="global_seqlen", keep_minibatch=False):
+        batch = self._dypo_regroup(batch, metrics)
+        batch = super()._balance_batch(batch, metrics, logging_prefix=logging_prefix, keep_minibatch=keep_minibatch)
+        metrics["dypo/padding_rows"] = float(sum(t.get("is_padding", False) for t in batch.tags))
+        return batch
+
+    def _tokenize_teacher(self, text: str) -> tuple[tuple[int, ...], bool]:
+        ids, truncated = teacher_response_ids(self.tokenizer, text, self.dypo.max_teacher_tokens)
+        return tuple(ids), truncated
+
+    def _dypo_regroup(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
+        self._skip_update_reason = None
+        pid = batch.partition_id
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=pid, select_fields=["uid", "rm_scores"])
+        uids = np.array([str(u) for u in data["uid"]], dtype=object)
+        scores = nested_row_sums(data["rm_scores"]).numpy()
+        plan = plan_regroup(scores, uids, self.dypo.success_threshold)
+        metrics.update(plan.metrics)
+
+        teacher_keys, teacher_fields, teacher_tags = [], [], []
+        no_teacher = truncated = 0
+        if plan.hard_groups:
+            rep_rows = [rows[0] for rows in plan.hard_groups.values()]
+            templates = tq.kv_batch_get(keys=[batch.keys[r] for r in rep_rows], partition_id=pid)
+            for i, (uid, row) in enumerate(zip(plan.hard_groups, rep_rows)):
+                template = {k: _unwrap(v) for k, v in templates[i].items()}
+                choice = choose_teacher(template, self.teacher_sampler, self.dypo)
+                if choice.teacher is None:
+                    no_teacher += 1
+                    continue
+                ids, was_cut = self._teacher_ids(choice.teacher.response)
+                truncated += was_cut
+                self.teacher_draws[choice.teacher.name] += 1
+                fields = teacher_row(template, list(ids))
+                tag = dict(batch.tags[row])
+                tag.update(
+                    prompt_len=len(fields["prompts"]),
+                    response_len=len(ids),
+                    seq_len=len(fields["input_ids"]),
+                    dypo_role="teacher",
+                    dypo_teacher=choice.teacher.name,
+                )
+                teacher_keys.append(f"{uid}_teacher_0")
+                teacher_fields.append(fields)
+                teacher_tags.append(tag)
+        if teacher_keys:
+            tq.kv_batch_put(
+                keys=teacher_keys,
+                partition_id=pid,
+                fields=list_of_dict_to_tensordict(teacher_fields),
+                tags=teacher_tags,
+            )
+
+        keys = [batch.keys[r] for r in plan.mid_rows] + teacher_keys
+        tags = [batch.tags[r] for r in plan.mid_rows] + teacher_tags
+        if not keys:
+            keys, tags = self._placeholder_row(batch, plan.dropped_rows[0])
+            self._skip_update_reason = (
+                f"nothing to train at step {self.global_steps}: {len(plan.labels)} rollouts, "
+                f"easy_ratio={plan.metrics['dypo/easy_ratio']:.2f}, hard prompts without teacher={no_teacher}"
+            )
+        dropped = [batch.keys[r] for r in plan.dropped_rows]
+        if dropped:
+            tq.kv_clear(keys=dropped, partition_id=pid)
+
+        metrics.update(
+            {
+                "dypo/dropped_rollouts": float(len(dropped)),
+                "dypo/teacher_rows": float(len(teacher_keys)),
+                "dypo/teacher_truncated": float(truncated),
+                "dypo/hard_without_teacher": float(no_teacher),
+            }
+        )
+        metrics.update(teacher_count_metrics(self.teacher_draws))
+        if no_teacher:
+            logger.warning(
+                "step %s: %d hard prompt(s) had no teacher solution and were skipped", self.global_steps, no_teacher
+            )
+        return KVBatchMeta(keys=keys, tags=tags, partition_id=pid, fields=batch.fields, extra_info=batch.extra_info)
+
+    def _placeholder_row(self, batch: KVBatchMeta, source_row: int) -> tuple[list[str], list[dict]]:
+        """One verl padding row so verl's pipeline runs on an empty step (the update itself is skipped)."""
+        source = tq.kv_batch_get(keys=[batch.keys[source_row]], partition_id=batch.partition_id)[0]
+        fields, tag = construct_minimal_padding_template(source, batch.tags[source_row], self.tokenizer.eos_token_id)
+        key = f"pad{batch.keys[source_row].split('_')[0].replace('-', '')}_skip_0"
+        fields["uid"] = key.rsplit("_", 2)[0]
+        tq.kv_batch_put(
+            keys=[key], partition_id=batch.partition_id, fields=list_of_dict_to_tensordict([fields]), tags=[tag]
+        )
+        return [key], [tag]
+
+    # ------------------------------------------------------------------ hook 2: coefficients
+    def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
+        tags = list(batch.tags)
+        out = super()._compute_advantage(batch, metrics)
+        self._write_coefficients(batch.keys, tags, batch.partition_id, metrics)
+        return out
+
+    def _write_coefficients(self, keys: list[str], tags: list[dict], pid: str, metrics: dict) -> None:
+        fields = ["uid", "rm_scores", "response_mask", "old_log_probs"]
+        if self.dypo.gal_reference:
+            fields.append("ref_log_prob")
+        data = tq.kv_batch_get(keys=keys, partition_id=pid, select_fields=fields)
+        roles = row_roles(tags)
+        uids = np.array([str(u) for u in data["uid"]], dtype=object)
+        mask = data["response_mask"]
+        live = torch.from_numpy(roles != ROLE_PAD)[nested_row_index(mask)] & mask.values().bool()
+        row_of = nested_row_index(mask)[live]
+
+        def masked_sums(name):
+            values = data[name].values().double()
+            check_finite(name, values[live], row_of, self.global_steps, uids)
+            return nested_row_sums(torch.nested.nested_tensor_from_jagged(values * live, offsets=mask.offsets()))
+
+        coefs, step_metrics = step_coefficients(
+            roles,
+            nested_row_sums(data["rm_scores"]).numpy(),
+            uids,
+            nested_row_sums(mask).numpy(),
+            masked_sums("old_log_probs"),
+            masked_sums("ref_log_prob") if self.dypo.gal_reference else None,
+            self.dypo,
+        )
+        metrics.update(step_metrics)
+        metrics["dypo/mid_rows"] = float((roles == ROLE_MID).sum())
+        coef_td = TensorDict(
+            {name: getattr(coefs, name.split("_")[1]).float() for name in COEF_FIELDS}, batch_size=len(keys)
+        )
+        tq.kv_batch_put(keys=keys, partition_id=pid, fields=coef_td)
+
+    # ------------------------------------------------------------------ hook 3: update
+    def _update_actor(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
+        if self._skip_update_reason is not None:
+            logger.warning("DYPO skips the actor update: %s", self._skip_update_reason)
+            metrics["dypo/skipped_update"] = 1.0
+            return batch
+        metrics["dypo/skipped_update"] = 0.0
+        batch.extra_info[TOTAL_ROWS_KEY] = len(batch)
+        return super()._update_actor(batch, metrics)
+
+    # ------------------------------------------------------------------ resume
+    def _save_checkpoint(self):
+        super()._save_checkpoint()
+        folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
+        save_dypo_state(folder, self.teacher_sampler, self.teacher_draws)
+
+    def _load_checkpoint(self):
+        super()._load_checkpoint()
+        if self.global_steps == 0:
+            return
+        folder = self._resumed_folder()
+        if folder is None or not load_dypo_state(folder, self.teacher_sampler, self.teacher_draws):
+            logger.warning(
+                "resumed at step %s without %s: teacher draws restart from seed", self.global_steps, STATE_FILE
+            )
+
+    def _resumed_folder(self) -> str | None:
+        trainer = self.config.trainer
+        if trainer.resume_mode == "resume_path":
+            return trainer.resume_from_path
+        root = trainer.default_local_dir
+        return find_latest_ckpt_path(root if os.path.isabs(root) else os.path.join(os.getcwd(), root))
+
+
+def _unwrap(value):
+    return getattr(value, "data", value) if not isinstance(value, torch.Tensor) else value
+
+
+def save_dypo_state(folder: str, sampler: TeacherSampler, draws: Counter) -> None:
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, STATE_FILE), "w") as f:
+        json.dump({"teacher_sampler": sampler.state_dict(), "teacher_draws": dict(draws)}, f)
+
+
+def load_dypo_state(folder: str, sampler: TeacherSampler, draws: Counter) -> bool:
+    path = os.path.join(folder, STATE_FILE)
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        state = json.load(f)
+    sampler.load_state_dict(state["teacher_sampler"])
+    draws.clear()
+    draws.update(state.get("teacher_draws", {}))
+    return True

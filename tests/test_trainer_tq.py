@@ -1,0 +1,278 @@
+"""The DYPO trainer hooks on verl's real TransferQueue (local Ray on CPU) and verl's real _balance_batch /
+_compute_advantage. Only the GPU worker group is replaced, by the one attribute _balance_batch reads (dp ranks).
+"""
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import compose_dypo_config
+
+K = 4  # rollouts per prompt in these tests
+
+
+@pytest.fixture(scope="module")
+def tq_env():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    import transfer_queue as tq
+    from omegaconf import OmegaConf
+
+    tq.init(
+        OmegaConf.create(
+            {
+                "backend": {
+                    "storage_backend": "SimpleStorage",
+                    "SimpleStorage": {"total_storage_size": 2000, "num_data_storage_units": 1},
+                }
+            }
+        )
+    )
+    yield tq
+    tq.close()
+    ray.shutdown()
+
+
+class FakeActorGroup:
+    """Stands in for the GPU worker group: _balance_batch only reads its data-parallel rank map."""
+
+    def __init__(self, dp_size):
+        self._dispatch_info = {"actor": list(range(dp_size))}
+
+
+@pytest.fixture()
+def trainer(tq_env):
+    import recipe_dypo.trainer as dypo_trainer
+    from recipe_dypo.tokenizer_files import load_qwen_tokenizer
+
+    config = compose_dypo_config(
+        [
+            "actor_rollout_ref.actor.use_dynamic_bsz=true",
+            f"actor_rollout_ref.rollout.n={K}",
+            "actor_rollout_ref.actor.ppo_mini_batch_size=1",
+            "data.max_response_length=16",
+            "dypo.validate_data=false",
+        ]
+    )
+    t = dypo_trainer.DypoTrainer(config)
+    t.tokenizer = load_qwen_tokenizer()
+    t.actor_rollout_wg = FakeActorGroup(dp_size=2)
+    t.global_steps = 7
+    return t
+
+
+def rollout(tq, uid, scores, extra_info, prompt_len=5, seed=0):
+    """Put one prompt's K rollouts into TransferQueue with the fields verl's agent loop writes."""
+    from verl.utils.tensordict_utils import list_of_dict_to_tensordict
+
+    g = torch.Generator().manual_seed(seed)
+    prompt = torch.randint(10, 1000, (prompt_len,), generator=g)
+    keys, fields, tags = [], [], []
+    for i, score in enumerate(scores):
+        n = 3 + i
+        responses = torch.randint(10, 1000, (n,), generator=g)
+        rm = torch.zeros(n)
+        rm[-1] = score
+        ids = torch.cat([prompt, responses])
+        fields.append(
+            dict(
+                prompts=prompt,
+                responses=responses,
+                response_mask=torch.ones(n, dtype=torch.int64),
+                loss_mask=torch.ones(n, dtype=torch.int64),
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                position_ids=torch.arange(len(ids)),
+                rm_scores=rm,
+                uid=uid,
+                extra_info=extra_info,
+                raw_prompt=[{"role": "user", "content": "q"}],
+                num_turns=2,
+                extra_fields={"min_global_steps": 6, "max_global_steps": 6},
+            )
+        )
+        keys.append(f"{uid}_{i}_0")
+        tags.append(
+            dict(
+                status="success",
+                prompt_len=prompt_len,
+                response_len=n,
+                seq_len=prompt_len + n,
+                global_steps=6,
+                min_global_steps=6,
+                max_global_steps=6,
+            )
+        )
+    tq.kv_batch_put(keys=keys, partition_id="train", fields=list_of_dict_to_tensordict(fields), tags=tags)
+    return keys, tags
+
+
+TEACHERS = {
+    "teachers": [
+        {"name": "concise", "response": "<think>\n2+2</think> \\boxed{4}"},
+        {"name": "verbose", "response": "<think>\nTwo plus two is four.</think> \\boxed{4}"},
+    ]
+}
+
+
+def make_batch(tq, groups):
+    from transfer_queue import KVBatchMeta
+
+    keys, tags = [], []
+    for j, (uid, scores, info) in enumerate(groups):
+        k, t = rollout(tq, uid, scores, info, seed=j)
+        keys += k
+        tags += t
+    return KVBatchMeta(keys=keys, tags=tags, partition_id="train")
+
+
+def test_regroup_drops_easy_replaces_hard_keeps_mid(trainer, tq_env):
+    tq = tq_env
+    batch = make_batch(
+        tq,
+        [
+            ("easy", [1, 1, 1, 1], {}),
+            ("hard", [0, 0, 0, 0], TEACHERS),
+            ("hardnone", [0, 0, 0, 0], {}),
+            ("mid", [1, 0, 0, 1], TEACHERS),
+        ],
+    )
+    metrics = {}
+    out = trainer._balance_batch(batch, metrics)
+    real = [k for k, t in zip(out.keys, out.tags) if not t.get("is_padding")]
+    assert sorted(real) == sorted([f"mid_{i}_0" for i in range(4)] + ["hard_teacher_0"])
+    # 5 trained rows padded by verl to a multiple of lcm(dp=2, mini-batch rows=1*K=4) = 8
+    assert len(out) == 8 and metrics["dypo/padding_rows"] == 3
+    assert metrics["dypo/easy_ratio"] == 0.25 and metrics["dypo/hard_ratio"] == 0.5
+    assert metrics["dypo/mid_ratio"] == 0.25
+    assert metrics["dypo/hard_without_teacher"] == 1 and metrics["dypo/teacher_rows"] == 1
+    assert metrics["dypo/dropped_rollouts"] == 12
+    assert sum(v for k, v in metrics.items() if k.startswith("dypo/teacher_draws/")) == 1
+    # dropped rollouts left TransferQueue; the teacher row is the prompt plus the teacher's token ids
+    listed = set(tq.kv_list("train")["train"])
+    assert not {f"easy_{i}_0" for i in range(4)} & listed and "hard_teacher_0" in listed
+    row = tq.kv_batch_get(keys=["hard_teacher_0"], partition_id="train")[0]
+    text = trainer.tokenizer.decode(row["responses"].tolist())
+    drawn = next(k.split("/")[-1] for k, v in metrics.items() if k.startswith("dypo/teacher_draws/") and v)
+    want = next(t["response"] for t in TEACHERS["teachers"] if t["name"] == drawn)
+    assert text == want + trainer.tokenizer.eos_token
+    hard_prompt = tq.kv_batch_get(keys=["hard_0_0"], partition_id="train") if "hard_0_0" in listed else None
+    assert hard_prompt is None
+    assert torch.equal(row["input_ids"], torch.cat([row["prompts"], row["responses"]]))
+    assert int(row["response_mask"].sum()) == len(row["responses"]) and float(row["rm_scores"].abs().sum()) == 0
+    tq.kv_clear(keys=out.keys, partition_id="train")
+
+
+def test_coefficients_written_match_row_coefficients(trainer, tq_env):
+    from verl.utils.tensordict_utils import list_of_dict_to_tensordict
+
+    from recipe_dypo.actor_loss import COEF_FIELDS
+    from recipe_dypo.losses import ROLE_MID, ROLE_PAD, ROLE_TEACHER, row_coefficients
+
+    tq = tq_env
+    batch = make_batch(tq, [("m1", [1, 0, 1, 0], TEACHERS), ("m2", [0, 0, 1, 0], {}), ("h", [0, 0, 0, 0], TEACHERS)])
+    metrics = {}
+    batch = trainer._balance_batch(batch, metrics)
+    # what verl's _compute_old_log_prob / _compute_ref_log_prob write
+    data = tq.kv_batch_get(keys=batch.keys, partition_id="train", select_fields=["responses"])
+    g = torch.Generator().manual_seed(1)
+    old = [-torch.rand(len(r), generator=g) for r in data["responses"].unbind()]
+    ref = [-torch.rand(len(r), generator=g) for r in data["responses"].unbind()]
+    tq.kv_batch_put(
+        keys=batch.keys,
+        partition_id="train",
+        fields=list_of_dict_to_tensordict([{"old_log_probs": o, "ref_log_prob": r} for o, r in zip(old, ref)]),
+    )
+    trainer._compute_advantage(batch, metrics)
+    got = tq.kv_batch_get(keys=batch.keys, partition_id="train", select_fields=list(COEF_FIELDS) + ["advantages"])
+
+    roles = np.array(
+        [
+            ROLE_PAD if t.get("is_padding") else ROLE_TEACHER if t.get("dypo_role") == "teacher" else ROLE_MID
+            for t in batch.tags
+        ]
+    )
+    uids = [k.rsplit("_", 2)[0] for k in batch.keys]
+    scores = [
+        float(s.sum())
+        for s in tq.kv_batch_get(keys=batch.keys, partition_id="train", select_fields=["rm_scores"])[
+            "rm_scores"
+        ].unbind()
+    ]
+    lengths = [len(r) for r in data["responses"].unbind()]
+    mask = torch.tensor([0.0 if r == ROLE_PAD else 1.0 for r in roles])
+    ratio = torch.stack([(o.double() - r.double()).sum() for o, r in zip(old, ref)]) * mask
+    want = row_coefficients(roles, scores, uids, lengths, ratio, 0.5, 0.5, beta=1.0, gamma=1.0)
+    assert (roles == ROLE_TEACHER).sum() == 1 and (roles == ROLE_MID).sum() == 8
+    for name in COEF_FIELDS:
+        torch.testing.assert_close(got[name].double(), getattr(want, name.split("_")[1]), atol=1e-7, rtol=1e-6)
+    assert want.num_prompts == 3 and metrics["dypo/trained_prompts"] == 3
+    assert metrics["dypo/offline_data_ratio"] == pytest.approx(1 / 9)
+    assert 0.0 <= metrics["dypo/gal_pair_acc"] <= 1.0 and metrics["dypo/gal_pairs"] == 4 + 3
+    # advantages come from verl's _compute_advantage with the registered 'dypo' estimator
+    adv = [a[0].item() if len(a) else 0.0 for a in got["advantages"].unbind()]
+    m1 = [adv[i] for i, u in enumerate(uids) if u == "m1"]
+    assert m1[0] > 0 and m1[1] < 0 and sum(m1) == pytest.approx(0, abs=1e-5)
+    tq.kv_clear(keys=batch.keys, partition_id="train")
+
+
+def test_nan_log_probs_fail_with_step_and_row(trainer, tq_env):
+    from verl.utils.tensordict_utils import list_of_dict_to_tensordict
+
+    tq = tq_env
+    batch = make_batch(tq, [("n1", [1, 0, 0, 0], {})])
+    batch = trainer._balance_batch(batch, {})
+    data = tq.kv_batch_get(keys=batch.keys, partition_id="train", select_fields=["responses"])
+    old = [torch.zeros(len(r)) for r in data["responses"].unbind()]
+    old[2][1] = float("nan")
+    tq.kv_batch_put(
+        keys=batch.keys,
+        partition_id="train",
+        fields=list_of_dict_to_tensordict([{"old_log_probs": o, "ref_log_prob": o.clone()} for o in old]),
+    )
+    with pytest.raises(FloatingPointError, match=r"DYPO step 7: non-finite old_log_probs in 1 row\(s\) \[2\]"):
+        trainer._compute_advantage(batch, {})
+    tq.kv_clear(keys=batch.keys, partition_id="train")
+
+
+def test_all_easy_step_skips_update(trainer, tq_env):
+    tq = tq_env
+    batch = make_batch(tq, [("e1", [1, 1, 1, 1], {}), ("e2", [1, 1, 1, 1], {})])
+    metrics = {}
+    out = trainer._balance_batch(batch, metrics)
+    assert all(t.get("is_padding") for t in out.tags) and metrics["dypo/easy_ratio"] == 1.0
+    assert trainer._skip_update_reason.startswith("nothing to train at step 7")
+    called = []
+    trainer.actor_rollout_wg.update_actor = lambda b: called.append(b)
+    trainer._update_actor(out, metrics)
+    assert not called and metrics["dypo/skipped_update"] == 1.0
+    tq.kv_clear(keys=out.keys, partition_id="train")
+
+
+def test_all_hard_step_is_pure_sft(trainer, tq_env):
+    tq = tq_env
+    batch = make_batch(tq, [("h1", [0, 0, 0, 0], TEACHERS), ("h2", [0, 0, 0, 0], TEACHERS)])
+    metrics = {}
+    out = trainer._balance_batch(batch, metrics)
+    real = [t for t in out.tags if not t.get("is_padding")]
+    assert len(real) == 2 and all(t["dypo_role"] == "teacher" for t in real)
+    assert trainer._skip_update_reason is None
+    tq.kv_clear(keys=out.keys, partition_id="train")
+
+
+def test_teacher_draws_resume_identically(tmp_path):
+    from recipe_dypo.teachers import TeacherSampler
+    from recipe_dypo.trainer import load_dypo_state, save_dypo_state
+
+    straight = TeacherSampler(seed=5)
+    first = [straight.draw(3) for _ in range(10)]
+    rest = [straight.draw(3) for _ in range(20)]
+
+    before = TeacherSampler(seed=5)
+    assert [before.draw(3) for _ in range(10)] == first
+    save_dypo_state(str(tmp_path), before, Counter(concise=4))
+    resumed, draws = TeacherSampler(seed=999), Counter()
+    assert load_dypo_state(str(tmp_path), resumed, draws)
+    assert [resumed.draw(3) for _ in range(20)] == rest and draws == Counter(concise=4)
