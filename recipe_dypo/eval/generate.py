@@ -1,0 +1,225 @@
+"""Generation backends for the evaluator.
+
+* ``vllm``: vLLM offline engine (GPU; the real path). ``vllm`` is imported only inside :class:`VLLMGenerator`, so
+  the rest of the evaluator (and the tests) work without it.
+* ``hf``: Hugging Face transformers ``generate`` (CPU or GPU; slow, for tests and tiny models).
+
+Both take already-tokenised prompts (the chat template is applied once by :func:`render_prompt`) and return, per
+request, a list of :class:`Completion`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class SamplingConfig:
+    """Decoding protocol. Defaults follow the paper: temperature 0.6, 8192 new tokens; top-p defaults to 1.0."""
+
+    temperature: float = 0.6
+    top_p: float = 1.0
+    max_new_tokens: int = 8192
+    seed: int = 0
+
+
+@dataclass
+class Completion:
+    text: str
+    num_tokens: int
+    truncated: bool  # stopped because of max_new_tokens, not EOS
+
+
+@dataclass
+class Request:
+    """One prompt to sample ``n`` completions for; ``key`` seeds the sampling of this request."""
+
+    prompt_ids: list[int]
+    n: int
+    key: str
+
+
+def derive_seed(base_seed: int, key: str) -> int:
+    """Stable 31-bit seed for one request (same prompt and sample ids -> same seed across runs)."""
+    h = hashlib.sha256(f"{base_seed}:{key}".encode()).digest()
+    return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
+
+
+def load_tokenizer(model_path: str, tokenizer_path: str | None = None):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_path or model_path, trust_remote_code=True)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def render_prompt(tokenizer, messages: Any, use_chat_template: bool = True) -> str:
+    """Prompt text for one row: the model's chat template with a generation prompt, or the raw contents joined."""
+    if isinstance(messages, str):
+        messages = [{"role": "user", "content": messages}]
+    messages = [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]
+    if use_chat_template and getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return "\n\n".join(m["content"] for m in messages)
+
+
+def encode_prompt(tokenizer, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+class HFGenerator:
+    """transformers ``generate`` backend. Batches requests that ask for the same number of samples."""
+
+    def __init__(self, model_path: str, tokenizer=None, dtype: str = "auto", device: str | None = None, batch_size=8):
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        self.torch = torch
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model_path)
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = device
+        torch_dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
+            dtype
+        ]
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype, trust_remote_code=True)
+        self.model.to(device).eval()
+        self.batch_size = max(1, int(batch_size))
+        eos = self.model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if self.tokenizer.eos_token_id is not None:
+            eos_ids.add(self.tokenizer.eos_token_id)
+        self.eos_ids = sorted(eos_ids)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
+
+    def generate(self, requests: list[Request], cfg: SamplingConfig, on_done=None) -> list[list[Completion]]:
+        """Sample ``r.n`` completions per request. ``on_done(index, completions)`` is called as requests finish."""
+        torch = self.torch
+        results: list[list[Completion] | None] = [None] * len(requests)
+        # one generate() call per (batch of requests) with num_return_sequences=n; group by n
+        by_n: dict[int, list[int]] = {}
+        for i, r in enumerate(requests):
+            by_n.setdefault(r.n, []).append(i)
+        for n, idxs in by_n.items():
+            per_batch = max(1, self.batch_size // n) if n <= self.batch_size else 1
+            for start in range(0, len(idxs), per_batch):
+                chunk = idxs[start : start + per_batch]
+                torch.manual_seed(derive_seed(cfg.seed, "|".join(requests[i].key for i in chunk)))
+                outs = self._generate_chunk([requests[i].prompt_ids for i in chunk], n, cfg)
+                for j, i in enumerate(chunk):
+                    results[i] = outs[j]
+                    if on_done is not None:
+                        on_done(i, outs[j])
+        return results  # type: ignore[return-value]
+
+    def _generate_chunk(self, prompts: list[list[int]], n: int, cfg: SamplingConfig) -> list[list[Completion]]:
+        torch = self.torch
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, p in enumerate(prompts):  # left padding
+            input_ids[row, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+            attention[row, width - len(p) :] = 1
+        kwargs: dict[str, Any] = dict(
+            max_new_tokens=cfg.max_new_tokens,
+            num_return_sequences=n,
+            pad_token_id=self.pad_id,
+            eos_token_id=self.eos_ids or None,
+        )
+        if cfg.temperature > 0:
+            kwargs.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=0)
+        else:
+            kwargs.update(do_sample=False)
+        with torch.no_grad():
+            out = self.model.generate(
+                input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device), **kwargs
+            )
+        gen = out[:, width:].cpu()
+        results: list[list[Completion]] = []
+        for row in range(len(prompts)):
+            comps = []
+            for s in range(n):
+                ids = gen[row * n + s].tolist()
+                length = len(ids)
+                for pos, t in enumerate(ids):
+                    if t in self.eos_ids:
+                        length = pos + 1
+                        break
+                ids = ids[:length]
+                ended = bool(ids) and ids[-1] in self.eos_ids
+                text = self.tokenizer.decode(ids, skip_special_tokens=True)
+                comps.append(Completion(text=text, num_tokens=len(ids), truncated=not ended))
+            results.append(comps)
+        return results
+
+
+class VLLMGenerator:
+    """vLLM offline backend. All requests of a call are submitted at once; vLLM schedules them."""
+
+    def __init__(
+        self,
+        model_path: str,
+        tokenizer=None,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.9,
+        max_model_len: int | None = None,
+        dtype: str = "auto",
+        seed: int = 0,
+        enforce_eager: bool = False,
+    ):
+        try:
+            from vllm import LLM  # lazy: vLLM is only needed on GPU machines
+        except ImportError as e:  # pragma: no cover - depends on the machine
+            raise ImportError("the vllm backend needs `pip install vllm`; use --backend hf on CPU") from e
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model_path)
+        kwargs: dict[str, Any] = dict(
+            model=model_path,
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            dtype=dtype,
+            seed=seed,
+            trust_remote_code=True,
+            enforce_eager=enforce_eager,
+        )
+        if max_model_len:
+            kwargs["max_model_len"] = int(max_model_len)
+        self.llm = LLM(**kwargs)
+
+    def generate(self, requests: list[Request], cfg: SamplingConfig, on_done=None) -> list[list[Completion]]:
+        from vllm import SamplingParams
+
+        params = [
+            SamplingParams(
+                n=r.n,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                max_tokens=cfg.max_new_tokens,
+                seed=derive_seed(cfg.seed, r.key),
+            )
+            for r in requests
+        ]
+        prompts = [{"prompt_token_ids": r.prompt_ids} for r in requests]
+        outputs = self.llm.generate(prompts, sampling_params=params, use_tqdm=True)
+        results: list[list[Completion]] = []
+        for i, out in enumerate(outputs):
+            comps = [
+                Completion(text=o.text, num_tokens=len(o.token_ids), truncated=o.finish_reason == "length")
+                for o in out.outputs
+            ]
+            results.append(comps)
+            if on_done is not None:
+                on_done(i, comps)
+        return results
+
+
+def make_generator(backend: str, model_path: str, tokenizer=None, **kwargs):
+    if backend == "hf":
+        allowed = {"dtype", "device", "batch_size"}
+        return HFGenerator(model_path, tokenizer=tokenizer, **{k: v for k, v in kwargs.items() if k in allowed})
+    if backend == "vllm":
+        allowed = {"tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "dtype", "seed", "enforce_eager"}
+        return VLLMGenerator(model_path, tokenizer=tokenizer, **{k: v for k, v in kwargs.items() if k in allowed})
+    raise ValueError(f"unknown backend {backend!r}; choose 'vllm' or 'hf'")
