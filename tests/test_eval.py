@@ -125,6 +125,21 @@ def test_aggregate_avg_at_n_pass_at_k_and_paper_averages():
     assert not metrics.aggregate_records(recs, n_samples={"aime24": 32, "default": 1})["aime24"]["complete"]
 
 
+def test_response_records_from_other_tools_are_normalised():
+    from recipe_dypo.eval.run_eval import normalize_response_record
+
+    r = normalize_response_record({"output": "x", "data_source": "gpqa", "gts": "B", "index": 7}, 3)
+    assert (r["response"], r["benchmark"], r["ground_truth"], r["prompt_id"], r["sample_id"]) == (
+        "x",
+        "gpqa_diamond",
+        "B",
+        "gpqa_diamond-7",
+        0,
+    )
+    with pytest.raises(KeyError):
+        normalize_response_record({"data_source": "amc"}, 0)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # End to end on CPU
 # ---------------------------------------------------------------------------------------------------------------------
@@ -369,3 +384,22 @@ def test_eval_sh_dry_run_uses_paper_protocol(tmp_path):
     ]:
         assert part in cmd, part
     assert cmd.endswith("--benchmarks aime24")
+
+
+def test_vllm_backend_is_lazy_and_clamps_to_context():
+    import subprocess
+    import sys
+
+    from recipe_dypo.eval import generate
+
+    # importing the evaluator (and the CLI module) does not import vllm, torch or transformers
+    code = "import sys, recipe_dypo.eval.run_eval; print(sorted({'vllm', 'torch', 'transformers'} & set(sys.modules)))"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    )
+    g = object.__new__(generate.VLLMGenerator)  # no engine: only the clamping helper is exercised
+    g.max_model_len = 4096
+    assert g._max_tokens(1000, 8192) == 3096 and g._max_tokens(100, 16) == 16 and g._max_tokens(5000, 8192) == 1
+    g.max_model_len = None
+    assert g._max_tokens(1000, 8192) == 8192
+    assert generate.derive_seed(0, "a") == generate.derive_seed(0, "a") != generate.derive_seed(1, "a")

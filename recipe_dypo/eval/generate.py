@@ -187,6 +187,15 @@ class VLLMGenerator:
         if max_model_len:
             kwargs["max_model_len"] = int(max_model_len)
         self.llm = LLM(**kwargs)
+        try:  # the engine's context limit, to clamp max_tokens for long prompts instead of failing the request
+            self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
+        except Exception:  # pragma: no cover - attribute layout differs between vLLM versions
+            self.max_model_len = None
+
+    def _max_tokens(self, prompt_len: int, wanted: int) -> int:
+        if self.max_model_len is None:
+            return wanted
+        return max(1, min(wanted, self.max_model_len - prompt_len))
 
     def generate(self, requests: list[Request], cfg: SamplingConfig, on_done=None) -> list[list[Completion]]:
         from vllm import SamplingParams
@@ -196,7 +205,7 @@ class VLLMGenerator:
                 n=r.n,
                 temperature=cfg.temperature,
                 top_p=cfg.top_p,
-                max_tokens=cfg.max_new_tokens,
+                max_tokens=self._max_tokens(len(r.prompt_ids), cfg.max_new_tokens),
                 seed=derive_seed(cfg.seed, r.key),
             )
             for r in requests

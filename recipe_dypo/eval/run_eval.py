@@ -421,7 +421,8 @@ def evaluate(cfg: EvalConfig) -> dict:
 
 def normalize_response_record(rec: Mapping, i: int) -> dict:
     """Accept responses from other tools: required ``response`` (or ``output``/``completion``/``text``) and
-    ``data_source`` (or ``benchmark``); ``prompt_id`` defaults to ``prompt_index``/``index``/line number."""
+    ``data_source`` (or ``benchmark``); ``ground_truth`` may be ``gts``/``gt``/``answer`` (or joined from --data);
+    ``prompt_id`` defaults to ``prompt_index``/``index``/line number, ``sample_id`` to 0."""
     out = dict(rec)
     if "response" not in out:
         for k in ("output", "completion", "text", "generation"):
@@ -434,6 +435,11 @@ def normalize_response_record(rec: Mapping, i: int) -> dict:
         if "benchmark" not in out:
             raise KeyError(f"record {i} has neither 'data_source' nor 'benchmark'")
         out["data_source"] = out["benchmark"]
+    if out.get("ground_truth") is None:
+        for k in ("gts", "gt", "answer"):  # verl's validation dumps write "gts"
+            if out.get(k) is not None:
+                out["ground_truth"] = out[k]
+                break
     out["benchmark"] = metrics.canonical_benchmark(out.get("benchmark") or out["data_source"])
     if "prompt_id" not in out:
         out["prompt_id"] = f"{out['benchmark']}-{out.get('prompt_index', out.get('index', i))}"
