@@ -403,3 +403,27 @@ def test_vllm_backend_is_lazy_and_clamps_to_context():
     g.max_model_len = None
     assert g._max_tokens(1000, 8192) == 8192
     assert generate.derive_seed(0, "a") == generate.derive_seed(0, "a") != generate.derive_seed(1, "a")
+
+
+@needs_benchmarks
+def test_prepared_eval_parquets_are_read_and_graded(tmp_path):
+    """data_prep/prepare_eval.py output (one data_source per benchmark, shuffled options): names line up with the
+    paper's benchmarks and a correct boxed answer scores 100 % on every benchmark."""
+    if importlib.util.find_spec("data_prep.prepare_eval") is None:
+        pytest.skip("data_prep/prepare_eval.py is not available")
+    from data_prep import prepare_eval
+    from recipe_dypo.eval import run_eval
+
+    data = tmp_path / "eval_data"
+    assert prepare_eval.main(["--source-dir", BENCH_DIR, "--output-dir", str(data)]) in (0, None)
+    prompts = run_eval.load_eval_prompts([str(data)], max_per_benchmark=3)
+    assert sorted({p.benchmark for p in prompts}) == sorted(PAPER_BENCHMARKS)
+    path = tmp_path / "answers.jsonl"
+    with open(path, "w", encoding="utf-8") as f:
+        for p in prompts:
+            gt = p.ground_truth if isinstance(p.ground_truth, str) else p.ground_truth[0]
+            rec = {"prompt_id": p.prompt_id, "data_source": p.data_source, "response": f"</think> \\boxed{{{gt}}}"}
+            f.write(json.dumps(rec) + "\n")
+    out = str(tmp_path / "out")
+    summary = run_eval.main(["--responses", str(path), "--data", str(data), "--output-dir", out, "--quiet"])
+    assert {b: m["score"] for b, m in summary["benchmarks"].items()} == {b: 100.0 for b in PAPER_BENCHMARKS}
