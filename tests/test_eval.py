@@ -323,6 +323,16 @@ def test_responses_mode_grades_correct_answers(tiny_model, tmp_path):
     reasons = {r["reason"] for r in _lines(str(tmp_path / "out" / "samples.jsonl"))}
     assert "correct" in reasons
 
+    # the same ids with different responses into the same output dir: graded again, not taken from the old grades
+    recs = _lines(str(path))
+    with open(path, "w", encoding="utf-8") as f:
+        for r in recs:
+            if r["sample_id"] == 1:
+                r["output"] = recs[recs.index(r) - 1]["output"]  # now both samples are correct
+            f.write(json.dumps(r) + "\n")
+    again = run_eval.main(["--responses", str(path), "--data", *LUFFY_FILES, "--output-dir", str(tmp_path / "out")])
+    assert all(m["score"] == pytest.approx(100.0) for m in again["benchmarks"].values())
+
 
 @needs_benchmarks
 def test_partial_resume_generates_only_missing_samples(tiny_model, tmp_path, monkeypatch):

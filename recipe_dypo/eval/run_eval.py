@@ -299,10 +299,16 @@ def generate_missing(cfg: EvalConfig, prompts: Sequence[EvalPrompt], n_samples: 
 def grade_missing(
     cfg: EvalConfig, records: Sequence[Mapping], extra_info: Mapping[str, dict] | None = None
 ) -> list[dict]:
-    """Grade records not yet in samples.jsonl; returns all graded records for the given (prompt, sample) keys."""
+    """Grade records not yet in samples.jsonl (or graded there for a different response text); returns the graded
+    records for the given (prompt, sample) keys. A later line for the same key supersedes an earlier one."""
     samples_path = os.path.join(cfg.output_dir, SAMPLES_FILE)
     graded = {(r["prompt_id"], int(r["sample_id"])): r for r in read_jsonl(samples_path)}
-    todo = [r for r in records if (r["prompt_id"], int(r["sample_id"])) not in graded]
+
+    def up_to_date(r: Mapping) -> bool:  # graded already, and for the same response text
+        g = graded.get((r["prompt_id"], int(r["sample_id"])))
+        return g is not None and g.get("response") == r.get("response")
+
+    todo = [r for r in records if not up_to_date(r)]
     if todo:
         bar = _tqdm(len(todo), "grade", disable=cfg.quiet)
         with JsonlAppender(samples_path) as out:
