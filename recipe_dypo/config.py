@@ -79,3 +79,16 @@ def check_verl_config(config) -> DypoConfig:
     if problems:
         raise ValueError("DYPO config problems:\n  - " + "\n  - ".join(problems))
     return dypo
+
+
+def compose_config(overrides=(), config_name: str = "dypo_trainer"):
+    """Compose configs/<config_name>.yaml over verl's ppo_trainer exactly as ``main_dypo`` does (no Ray, no GPU)."""
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    config_dir = Path(__file__).resolve().parents[1] / "configs"
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir), version_base=None):
+        return compose(config_name=config_name, overrides=list(overrides))

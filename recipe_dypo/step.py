@@ -87,18 +87,23 @@ def choose_teacher(row_fields: dict, sampler: TeacherSampler, cfg: DypoConfig) -
     return TeacherChoice(teachers[sampler.draw(len(teachers))], len(teachers))
 
 
-def teacher_response_ids(tokenizer, text: str, max_tokens: int) -> tuple[list[int], bool]:
-    """Token ids of a teacher response as the policy would emit them: text tokens then EOS, cut to max_tokens.
+def teacher_response_ids(tokenizer, texts: list[str], max_tokens: int) -> list[tuple[list[int], bool]]:
+    """Token ids of teacher responses as the policy would emit them: text tokens then EOS, cut to max_tokens.
+
+    Tokenises the whole list in one call (the fast tokenizer parallelises a batch).
 
     Returns:
-        (ids, truncated)
+        one (ids, truncated) per text.
     """
-    ids = tokenizer.encode(text, add_special_tokens=False)
-    if tokenizer.eos_token_id is not None:
-        ids = ids + [tokenizer.eos_token_id]
-    if len(ids) > max_tokens:
-        return ids[:max_tokens], True
-    return ids, False
+    if not texts:
+        return []
+    encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    eos = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
+    out = []
+    for ids in encoded:
+        ids = list(ids) + eos
+        out.append((ids[:max_tokens], True) if len(ids) > max_tokens else (ids, False))
+    return out
 
 
 def teacher_row(template: dict, response_ids: list[int]) -> dict:

@@ -17,7 +17,7 @@ import json
 import logging
 import os
 from collections import Counter
-from functools import lru_cache, partial
+from functools import partial
 
 import numpy as np
 import torch
@@ -50,16 +50,17 @@ logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
 
 STATE_FILE = "dypo_state.json"
+TEACHER_CACHE_SIZE = 65536  # tokenised teacher responses kept between steps
 TEACHER_SOURCE_FIELDS = ("extra_info", "target", "target_lst")
 
 
 def nested_row_sums(values: torch.Tensor) -> torch.Tensor:
-    """Per-row sums of a jagged nested tensor (bs, j) -> (bs,), in float64."""
+    """Per-row sums of a jagged nested tensor (bs, j) -> (bs,), accumulated in float64."""
     if not values.is_nested:
         return values.double().sum(dim=-1)
-    offsets = values.offsets()
-    cumsum = torch.cat([values.values().new_zeros(1, dtype=torch.float64), values.values().double().cumsum(0)])
-    return cumsum[offsets[1:]] - cumsum[offsets[:-1]]
+    lengths = values.offsets().diff()
+    sums = torch.zeros(len(lengths), dtype=torch.float64)
+    return sums.index_add_(0, torch.repeat_interleave(torch.arange(len(lengths)), lengths), values.values().double())
 
 
 def nested_row_index(values: torch.Tensor) -> torch.Tensor:
@@ -78,7 +79,7 @@ class DypoTrainer(PPOTrainerSync):
         self.teacher_sampler = TeacherSampler(self.dypo.seed)
         self.teacher_draws: Counter = Counter()
         self._skip_update_reason: str | None = None
-        self._teacher_ids = lru_cache(maxsize=16384)(self._tokenize_teacher)
+        self._teacher_token_cache: dict[str, tuple[list[int], bool]] = {}
 
     # verl keys its replay-buffer and dataloader semantics on the literal mode "sync"; DYPO is on-policy
     # and synchronous, so it runs with those semantics under its own registered name.
@@ -117,9 +118,14 @@ class DypoTrainer(PPOTrainerSync):
         metrics["dypo/padding_rows"] = float(sum(t.get("is_padding", False) for t in batch.tags))
         return batch
 
-    def _tokenize_teacher(self, text: str) -> tuple[tuple[int, ...], bool]:
-        ids, truncated = teacher_response_ids(self.tokenizer, text, self.dypo.max_teacher_tokens)
-        return tuple(ids), truncated
+    def _teacher_tokens(self, texts: list[str]) -> list[tuple[list[int], bool]]:
+        """Tokenise teacher responses in one batch, caching them (a prompt is often hard in several epochs)."""
+        cache = self._teacher_token_cache
+        missing = list(dict.fromkeys(t for t in texts if t not in cache))
+        if len(cache) + len(missing) > TEACHER_CACHE_SIZE:
+            cache.clear()
+        cache.update(zip(missing, teacher_response_ids(self.tokenizer, missing, self.dypo.max_teacher_tokens)))
+        return [cache[t] for t in texts]
 
     def _dypo_regroup(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
         self._skip_update_reason = None
@@ -135,23 +141,26 @@ class DypoTrainer(PPOTrainerSync):
         if plan.hard_groups:
             rep_rows = [rows[0] for rows in plan.hard_groups.values()]
             templates = tq.kv_batch_get(keys=[batch.keys[r] for r in rep_rows], partition_id=pid)
+            drawn = []  # (uid, rollout row, template fields, teacher)
             for i, (uid, row) in enumerate(zip(plan.hard_groups, rep_rows)):
                 template = {k: _unwrap(v) for k, v in templates[i].items()}
                 choice = choose_teacher(template, self.teacher_sampler, self.dypo)
                 if choice.teacher is None:
                     no_teacher += 1
-                    continue
-                ids, was_cut = self._teacher_ids(choice.teacher.response)
+                else:
+                    drawn.append((uid, row, template, choice.teacher))
+            tokens = self._teacher_tokens([teacher.response for *_, teacher in drawn])
+            for (uid, row, template, teacher), (ids, was_cut) in zip(drawn, tokens):
                 truncated += was_cut
-                self.teacher_draws[choice.teacher.name] += 1
-                fields = teacher_row(template, list(ids))
+                self.teacher_draws[teacher.name] += 1
+                fields = teacher_row(template, ids)
                 tag = dict(batch.tags[row])
                 tag.update(
                     prompt_len=len(fields["prompts"]),
                     response_len=len(ids),
                     seq_len=len(fields["input_ids"]),
                     dypo_role="teacher",
-                    dypo_teacher=choice.teacher.name,
+                    dypo_teacher=teacher.name,
                 )
                 teacher_keys.append(f"{uid}_teacher_0")
                 teacher_fields.append(fields)

@@ -22,12 +22,9 @@ def shared_benchmarks():
 
 def compose_dypo_config(overrides=()):
     """The real hydra composition of configs/dypo_trainer.yaml over verl's ppo_trainer."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    from recipe_dypo.config import compose_config
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
-        return compose(config_name="dypo_trainer", overrides=list(overrides))
+    return compose_config(overrides)
 
 
 @pytest.fixture(scope="session")
