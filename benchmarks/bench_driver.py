@@ -71,7 +71,8 @@ def dypo_driver_step(uids, scores, lengths, tokens, tokenizer, teacher_texts, cf
     plan = plan_regroup(scores, uids, cfg.success_threshold)
     keep = plan.mid_rows
     texts = [teacher_texts[i % len(teacher_texts)] for i, _ in enumerate(plan.hard_groups)]
-    teacher_lengths = [len(ids) for ids, _ in teacher_response_ids(tokenizer, texts, tokens)]
+    teacher_ids = [ids for ids, _ in teacher_response_ids(tokenizer, texts, tokens)]
+    teacher_lengths = [len(ids) for ids in teacher_ids]
     new_lengths = np.concatenate([lengths[keep], teacher_lengths]).astype(np.int64)
     new_uids = np.concatenate([uids[keep], np.array(list(plan.hard_groups), dtype=object)])
     new_scores = np.concatenate([scores[keep], np.zeros(len(texts), dtype=np.float32)])
@@ -91,7 +92,8 @@ def dypo_driver_step(uids, scores, lengths, tokens, tokenizer, teacher_texts, cf
 
     def run():
         plan_regroup(scores, uids, cfg.success_threshold)
-        rows = [teacher_row(template, ids) for ids, _ in teacher_response_ids(tokenizer, texts, tokens)]
+        # teacher token ids come from the trainer's cache, filled while the rollout of this batch ran
+        rows = [teacher_row(template, ids) for ids in teacher_ids]
         roles = row_roles(tags)
         _, metrics = step_coefficients(
             roles, new_scores, new_uids, new_lengths, nested_row_sums(old), nested_row_sums(ref), cfg
@@ -99,7 +101,10 @@ def dypo_driver_step(uids, scores, lengths, tokens, tokenizer, teacher_texts, cf
         compute_advantage(adv_input, adv_estimator="dypo", config={"norm_adv_by_std_in_grpo": True})
         return roles, metrics, rows
 
-    return run
+    def tokenize():
+        teacher_response_ids(tokenizer, texts, tokens)
+
+    return run, tokenize
 
 
 def micro_batch(rows: int, tokens: int, seed: int = 0):
@@ -177,10 +182,11 @@ def main():
     cfg = DypoConfig(max_teacher_tokens=args.tokens)
 
     grpo_fn, _ = grpo_advantage_verl(uids, scores, lengths, args.tokens)
-    dypo_fn = dypo_driver_step(uids, scores, lengths, args.tokens, tokenizer, teacher_texts, cfg)
+    dypo_fn, tokenize_fn = dypo_driver_step(uids, scores, lengths, args.tokens, tokenizer, teacher_texts, cfg)
     roles, metrics, _ = dypo_fn()
     t_grpo = timed(grpo_fn, args.repeat)
     t_dypo = timed(dypo_fn, args.repeat)
+    t_tok = timed(tokenize_fn, max(1, args.repeat // 2))
     n_teacher = int((roles == ROLE_TEACHER).sum())
     print(
         f"batch: {args.prompts} prompts x {args.k} rollouts x <= {args.tokens} tokens; after regrouping "

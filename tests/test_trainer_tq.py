@@ -276,3 +276,45 @@ def test_teacher_draws_resume_identically(tmp_path):
     resumed, draws = TeacherSampler(seed=999), Counter()
     assert load_dypo_state(str(tmp_path), resumed, draws)
     assert [resumed.draw(3) for _ in range(20)] == rest and draws == Counter(concise=4)
+
+
+def test_teacher_tokens_are_prefetched_while_the_rollout_runs(trainer, tq_env):
+    """Submitting prompts for rollout starts tokenising their teachers; regroup then finds them cached."""
+    from verl.utils import tensordict_utils as tu
+    from verl.utils.dataset.rl_dataset import collate_fn
+
+    from recipe_dypo.trainer import prompt_rows
+
+    rows = [
+        {
+            "raw_prompt": [{"role": "user", "content": "q1"}],
+            "extra_info": TEACHERS,
+            "target": [{"role": "assistant", "content": "<think>\ny</think> \\boxed{2}"}],
+            "uid_seed": 0,
+        },
+        {
+            "raw_prompt": [{"role": "user", "content": "q2"}],
+            "extra_info": {},
+            "target": [{"role": "assistant", "content": "<think>\nx</think> \\boxed{1}"}],
+            "uid_seed": 1,
+        },
+    ]
+    batch = collate_fn(rows)
+    batch["uid"] = np.array(["p1", "p2"], dtype=object)
+    batch = tu.get_tensordict(batch)
+    parsed = prompt_rows(batch, ("extra_info", "target", "target_lst"))
+    assert parsed[0]["extra_info"] == TEACHERS and parsed[1]["target"][0]["content"].endswith("\\boxed{1}")
+
+    dispatched = []
+    trainer.agent_loop_manager = type("Rollout", (), {"generate_sequences": lambda self, b: dispatched.append(b)})()
+    trainer._submit_batch_to_rollout(batch)
+    trainer._wait_for_prefetch()
+    assert len(dispatched) == 1
+    texts = [t["response"] for t in TEACHERS["teachers"]] + [
+        "<think>\ny</think> \\boxed{2}",
+        "<think>\nx</think> \\boxed{1}",
+    ]
+    for text in texts:
+        ids, truncated = trainer._teacher_token_cache[text]
+        assert trainer.tokenizer.decode(ids) == text + trainer.tokenizer.eos_token and not truncated
+    tq_env.kv_clear(keys=["p1", "p2"], partition_id="train")
