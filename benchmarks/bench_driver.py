@@ -196,6 +196,10 @@ def main():
         f"driver: verl GRPO compute_advantage {t_grpo * 1e3:8.1f} ms | DYPO driver step {t_dypo * 1e3:8.1f} ms "
         f"| ratio {t_dypo / t_grpo:.2f}x (target <= 2x)"
     )
+    print(
+        f"        teacher tokenisation {t_tok * 1e3:8.1f} ms ({t_tok / t_grpo:.2f}x GRPO), in a background thread "
+        "while the batch's rollout generates (off the critical path)"
+    )
 
     config = omega_conf_to_dataclass(
         compose_dypo_config(["actor_rollout_ref.actor.use_dynamic_bsz=true"]).actor_rollout_ref.actor
