@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # DYPO on Qwen2.5-Math-7B with the paper's settings (Table 1): 2 nodes x 8 GPUs, k=8 rollouts, lr 1e-6,
 # max response 8192, alpha=0.5, beta=1, gamma=1, rollout temperature 1.0 as in LUFFY, 128 prompts per step.
-# Data: bash data_prep/... (README "Data") writes $DATA_DIR/openr1_dypo_train.parquet and the eval parquets.
+# Data: README "Preparing data" writes $DATA_DIR/train_2t.parquet (2 teachers per prompt) and $DATA_DIR/eval/.
 #   DRY_RUN=1 bash scripts/run_dypo_qwen2.5_7b.sh          # print the resolved config, no GPU needed
 #   bash scripts/run_dypo_qwen2.5_7b.sh dypo.alpha=0.2      # any hydra override
 NNODES="${NNODES:-2}"
 source "$(dirname "$0")/_dypo_common.sh"
 MODEL_PATH="${MODEL_PATH:-Qwen/Qwen2.5-Math-7B}"
-TRAIN_FILE="${TRAIN_FILE:-$DATA_DIR/openr1_dypo_train.parquet}"
-VAL_FILE="${VAL_FILE:-$DATA_DIR/eval/valid.parquet}"
+TRAIN_FILE="${TRAIN_FILE:-$DATA_DIR/train_2t.parquet}"
+VAL_FILE="${VAL_FILE:-[$DATA_DIR/eval/aime24.parquet,$DATA_DIR/eval/amc.parquet,$DATA_DIR/eval/math500.parquet]}"
 EXP_NAME="${EXP_NAME:-dypo-qwen2.5-math-7b}"
 
 dypo_launch \
