@@ -1,0 +1,314 @@
+"""The local DYPO driver: verl's trainer step, with the workers replaced by in-process transformers code.
+
+One step, in the order of verl's ``PPOTrainer._step_once`` with the DYPO hooks of :mod:`recipe_dypo.trainer`:
+
+    rollout (generate, n per prompt) -> reward (recipe_dypo.reward.compute_score)
+    -> regroup: plan_regroup, then choose_teacher + teacher_response_ids + teacher_row for each hard group
+    -> old / ref log-probs (forward passes)
+    -> advantages: verl's compute_advantage with the registered ``dypo`` estimator
+    -> step_coefficients -> dypo_actor_loss summed over micro-batches -> AdamW step
+
+Every arrow except generation, the forward passes and the optimizer is a function the verl trainer calls too.
+``algo="grpo"`` is the plain GRPO baseline on the same code: nothing is regrouped, verl's ``grpo`` estimator gives
+the advantages and the coefficients are DYPO's with alpha = 1 (GRPO term only, no teacher rows).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recipe_dypo import core_algos  # noqa: F401  (registers the dypo estimator and policy loss with verl)
+from recipe_dypo.actor_loss import COEF_FIELDS, dypo_actor_loss
+from recipe_dypo.config import DypoConfig
+from recipe_dypo.local import workers
+from recipe_dypo.losses import ROLE_MID
+from recipe_dypo.reward import compute_score
+from recipe_dypo.step import (
+    choose_teacher,
+    plan_regroup,
+    row_roles,
+    step_coefficients,
+    teacher_count_metrics,
+    teacher_response_ids,
+    teacher_row,
+)
+from recipe_dypo.teachers import TeacherSampler
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class RunConfig:
+    """Everything a local run needs besides the ``dypo:`` / actor sections of configs/dypo_trainer.yaml."""
+
+    algo: str = "dypo"  # "dypo" or "grpo"
+    steps: int = 120
+    prompts_per_step: int = 8
+    n: int = 8  # rollouts per prompt
+    max_response_length: int = 64
+    lr: float = 3e-3
+    seed: int = 0
+    teachers: tuple[str, ...] = ("concise", "verbose")
+    train_size: int = 512
+    test_size: int = 64
+    eval_every: int = 10
+    micro_batch_size: int = 64
+    model_size: str = "tiny"
+    threads: int = 2
+    out_dir: str = "outputs/quickstart"
+    overrides: tuple[str, ...] = field(default_factory=tuple)  # extra hydra overrides, e.g. "dypo.alpha=0.2"
+
+
+def compose_verl_config(run: RunConfig):
+    """configs/dypo_trainer.yaml composed over verl's ppo_trainer by hydra, as ``main_dypo`` does."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    overrides = [
+        "actor_rollout_ref.actor.use_dynamic_bsz=true",
+        f"actor_rollout_ref.rollout.n={run.n}",
+        f"data.max_response_length={run.max_response_length}",
+        f"actor_rollout_ref.actor.optim.lr={run.lr}",
+        f"dypo.seed={run.seed + 1}",
+        *run.overrides,
+    ]
+    config_dir = REPO_ROOT / "configs"
+    if not (config_dir / "dypo_trainer.yaml").exists():
+        raise FileNotFoundError(f"{config_dir}/dypo_trainer.yaml not found: run from a checkout (pip install -e .)")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir), version_base=None):
+        return compose(config_name="dypo_trainer", overrides=overrides)
+
+
+@dataclass
+class StepBatch:
+    """The regrouped batch of one step: trajectories (verl field dicts) and their tags."""
+
+    rows: list[dict]
+    tags: list[dict]
+    metrics: dict
+
+
+class LocalDypoTrainer:
+    """Runs DYPO (or the GRPO baseline) steps on a local model. See the module docstring for the step."""
+
+    def __init__(self, run: RunConfig, verl_config, model, ref_model, tokenizer):
+        from omegaconf import OmegaConf
+        from verl.utils.config import omega_conf_to_dataclass
+
+        self.run = run
+        self.config = verl_config
+        self.dypo = DypoConfig.from_config(OmegaConf.to_container(verl_config.dypo, resolve=True))
+        self.actor_config = omega_conf_to_dataclass(verl_config.actor_rollout_ref.actor)
+        self.model, self.ref_model, self.tokenizer = model, ref_model, tokenizer
+        self.teacher_sampler = TeacherSampler(self.dypo.seed)
+        self.teacher_draws: Counter = Counter()
+        optim = verl_config.actor_rollout_ref.actor.optim
+        self.optimizer = torch.optim.AdamW(
+            model.parameters(), lr=run.lr, weight_decay=float(optim.get("weight_decay", 0.01)), betas=(0.9, 0.999)
+        )
+        self.global_steps = 0
+
+    # ---------------------------------------------------------------- rollout + reward (workers)
+    def rollout(self, prompt_rows: list[dict], uids: list[str]) -> list[dict]:
+        """n sampled responses per prompt, graded by ``compute_score``; returns B * n trajectories."""
+        prompts = workers.encode_prompts(self.tokenizer, prompt_rows)
+        repeated = [p for p in prompts for _ in range(self.run.n)]
+        t0 = time.perf_counter()
+        responses, self.rollout_entropy = workers.generate(
+            self.model, self.tokenizer, repeated, self.run.max_response_length
+        )
+        t1 = time.perf_counter()
+        out, reasons = [], Counter()
+        for k, response in enumerate(responses):
+            row = prompt_rows[k // self.run.n]
+            text = self.tokenizer.decode(response.tolist(), skip_special_tokens=True)
+            graded = compute_score(row["data_source"], text, row["reward_model"]["ground_truth"], return_dict=True)
+            reasons[graded["reason"]] += 1
+            out.append(workers.trajectory(repeated[k], response, float(graded["score"]), uids[k // self.run.n], row))
+        self.rollout_timing = {
+            "timing/gen_s": t1 - t0,
+            "timing/reward_s": time.perf_counter() - t1,
+            "reward/timeouts": float(reasons.get("timeout", 0)),
+        }
+        return out
+
+    # ---------------------------------------------------------------- hook 1: regroup (DypoTrainer._dypo_regroup)
+    def regroup(self, rollouts: list[dict]) -> StepBatch:
+        """Grade groups; keep mid rollouts, replace each hard group by one teacher row, drop the rest."""
+        scores = np.array([float(r["rm_scores"].sum()) for r in rollouts])
+        uids = np.array([r["uid"] for r in rollouts], dtype=object)
+        plan = plan_regroup(scores, uids, self.dypo.success_threshold)
+        metrics = dict(plan.metrics)
+        if self.run.algo == "grpo":  # the baseline trains every group; all-wrong groups get advantage 0
+            return StepBatch(list(rollouts), [{} for _ in rollouts], metrics | {"dypo/teacher_rows": 0.0})
+        drawn, no_teacher, truncated = [], 0, 0  # (template rollout, teacher) per hard prompt with a teacher
+        for rows in plan.hard_groups.values():
+            choice = choose_teacher(rollouts[rows[0]], self.teacher_sampler, self.dypo)
+            if choice.teacher is None:
+                no_teacher += 1
+            else:
+                drawn.append((rollouts[rows[0]], choice.teacher))
+        texts = [teacher.response for _, teacher in drawn]
+        tokens = teacher_response_ids(self.tokenizer, texts, self.dypo.max_teacher_tokens)
+        teacher_rows, teacher_tags = [], []
+        for (template, teacher), (ids, was_cut) in zip(drawn, tokens):
+            truncated += was_cut
+            self.teacher_draws[teacher.name] += 1
+            teacher_rows.append(teacher_row(template, ids))
+            teacher_tags.append({"dypo_role": "teacher", "dypo_teacher": teacher.name})
+        metrics.update(
+            {
+                "dypo/dropped_rollouts": float(len(plan.dropped_rows)),
+                "dypo/teacher_rows": float(len(teacher_rows)),
+                "dypo/teacher_truncated": float(truncated),
+                "dypo/hard_without_teacher": float(no_teacher),
+            }
+        )
+        metrics.update(teacher_count_metrics(self.teacher_draws))
+        rows = [rollouts[r] for r in plan.mid_rows] + teacher_rows
+        tags = [{} for _ in plan.mid_rows] + teacher_tags
+        return StepBatch(rows, tags, metrics)
+
+    # ---------------------------------------------------------------- hook 2: log-probs, advantages, coefficients
+    def log_probs(self, batch: StepBatch) -> None:
+        """verl's compute_log_prob / compute_ref_log_prob: fills ``old_log_probs`` (and ``ref_log_prob``)."""
+        old, _ = workers.response_log_probs(self.model, batch.rows)
+        ref = workers.response_log_probs(self.ref_model, batch.rows)[0] if self.dypo.gal_reference else None
+        for i, row in enumerate(batch.rows):
+            row["old_log_probs"] = old[i].float()
+            if ref is not None:
+                row["ref_log_prob"] = ref[i].float()
+
+    def advantages(self, batch: StepBatch) -> None:
+        """verl's ``compute_advantage`` on a padded DataProto; fills each row's ``advantages`` (R,)."""
+        estimator = "grpo" if self.run.algo == "grpo" else self.config.algorithm.adv_estimator
+        adv = verl_advantages(batch.rows, estimator, self.config.algorithm)
+        for row, a in zip(batch.rows, adv):
+            row["advantages"] = a
+
+    def coefficients(self, batch: StepBatch) -> tuple[dict[str, torch.Tensor], dict]:
+        """Per-row DYPO coefficients from theta_old statistics (:func:`recipe_dypo.step.step_coefficients`)."""
+        cfg = dataclasses.replace(self.dypo, alpha=1.0, grpo_weight=None, gal_weight=None)
+        cfg = cfg if self.run.algo == "grpo" else self.dypo
+        coefs, metrics = coefficients_for_rows(batch.rows, batch.tags, cfg)
+        return coefs, metrics
+
+    # ---------------------------------------------------------------- one step
+    def prepare(self, rollouts: list[dict]) -> tuple[StepBatch, dict[str, torch.Tensor], dict]:
+        """Everything between reward and the actor update, on given rollouts (no parameter change)."""
+        batch = self.regroup(rollouts)
+        metrics = dict(batch.metrics)
+        if not batch.rows:
+            return batch, {}, metrics
+        self.log_probs(batch)
+        self.advantages(batch)
+        coefs, step_metrics = self.coefficients(batch)
+        metrics.update(step_metrics)
+        return batch, coefs, metrics
+
+    def update(self, batch: StepBatch, coefs: dict[str, torch.Tensor]) -> dict:
+        """Hook 3: skip when nothing trains, else one AdamW step on ``dypo_actor_loss`` summed over micro-batches."""
+        if not batch.rows:
+            return {"dypo/skipped_update": 1.0}
+        out = workers.actor_update(
+            self.model,
+            self.optimizer,
+            batch.rows,
+            coefs,
+            dypo_actor_loss,
+            self.actor_config,
+            self.run.micro_batch_size,
+            float(self.actor_config.grad_clip),
+        )
+        return {
+            "dypo/skipped_update": 0.0,
+            "actor/loss": out["loss"],
+            "actor/pg_loss": out["pg"],
+            "actor/dypo_sft_loss": out["sft"],
+            "actor/grad_norm": out["grad_norm"],
+        }
+
+    def train_step(self, prompt_rows: list[dict]) -> dict:
+        self.global_steps += 1
+        t0 = time.perf_counter()
+        uids = [f"s{self.global_steps}q{j}" for j in range(len(prompt_rows))]
+        rollouts = self.rollout(prompt_rows, uids)
+        batch, coefs, metrics = self.prepare(rollouts)
+        metrics.update(self.update(batch, coefs))
+        lengths = [len(r["responses"]) for r in rollouts]
+        metrics.update(
+            {
+                "step": self.global_steps,
+                "response_length/mean": float(np.mean(lengths)),
+                "actor/entropy": self.rollout_entropy,
+                **self.rollout_timing,
+                "timing/step_s": time.perf_counter() - t0,
+            }
+        )
+        if self.run.algo == "grpo":
+            metrics["dypo/offline_data_ratio"] = 0.0
+        return metrics
+
+
+def verl_advantages(rows: list[dict], estimator: str, algorithm_config) -> list[torch.Tensor]:
+    """Advantages of each row from verl's ``compute_advantage`` (the function verl's v1 trainer reaches).
+
+    Returns:
+        list of N (R_i,) float tensors.
+    """
+    from verl.protocol import DataProto
+    from verl.trainer.ppo.ray_trainer import compute_advantage
+
+    width = max(len(r["responses"]) for r in rows)
+    mask = torch.zeros(len(rows), width)
+    rewards = torch.zeros(len(rows), width)
+    for i, r in enumerate(rows):
+        mask[i, : len(r["responses"])] = r["response_mask"].float()
+        rewards[i, : len(r["responses"])] = r["rm_scores"]
+    data = DataProto.from_dict(
+        tensors={"token_level_rewards": rewards, "response_mask": mask},
+        non_tensors={"uid": np.array([r["uid"] for r in rows], dtype=object)},
+    )
+    out = compute_advantage(
+        data,
+        adv_estimator=estimator,
+        norm_adv_by_std_in_grpo=algorithm_config.get("norm_adv_by_std_in_grpo", True),
+        config=algorithm_config,
+    )
+    return [out.batch["advantages"][i, : len(r["responses"])].float() for i, r in enumerate(rows)]
+
+
+def coefficients_for_rows(rows: list[dict], tags: list[dict], cfg: DypoConfig):
+    """``step_coefficients`` on in-memory rows; returns ({coef field: (N,) float32}, metrics)."""
+    roles = row_roles(tags)
+    old = [r["old_log_probs"].double() for r in rows]
+    ref = [r["ref_log_prob"].double() for r in rows] if cfg.gal_reference else None
+    coefs, metrics = step_coefficients(
+        roles,
+        np.array([float(r["rm_scores"].sum()) for r in rows]),
+        np.array([r["uid"] for r in rows], dtype=object),
+        np.array([int(r["response_mask"].sum()) for r in rows]),
+        torch.stack([o.sum() for o in old]),
+        torch.stack([x.sum() for x in ref]) if ref is not None else None,
+        cfg,
+    )
+    metrics["dypo/mid_rows"] = float((roles == ROLE_MID).sum())
+    return {name: getattr(coefs, name.split("_")[1]).float() for name in COEF_FIELDS}, metrics
+
+
+@torch.no_grad()
+def heldout_accuracy(model, tokenizer, rows: list[dict], max_new_tokens: int) -> float:
+    """Greedy-decoding accuracy on held-out rows, graded by ``compute_score``."""
+    prompts = workers.encode_prompts(tokenizer, rows)
+    responses, _ = workers.generate(model, tokenizer, prompts, max_new_tokens, greedy=True)
+    texts = [tokenizer.decode(r.tolist(), skip_special_tokens=True) for r in responses]
+    scores = [compute_score(r["data_source"], t, r["reward_model"]["ground_truth"]) for r, t in zip(rows, texts)]
+    return float(np.mean(scores))
