@@ -73,18 +73,74 @@ class TeacherChoice:
     num_teachers: int
 
 
-def choose_teacher(row_fields: dict, sampler: TeacherSampler, cfg: DypoConfig) -> TeacherChoice:
-    """Draw one teacher uniformly from the prompt's m solutions (a fresh draw every time the prompt is hard)."""
+def teachers_of(row_fields: dict, cfg: DypoConfig) -> list[Teacher]:
+    """The prompt's teacher solutions, read from the fields named in ``cfg.teacher_fields``."""
     keys = cfg.teacher_fields
-    teachers = extract_teachers(
+    return extract_teachers(
         row_fields,
         teachers_key=keys.get("teachers") or "teachers",
         target_key=keys.get("target"),
         target_list_key=keys.get("target_list"),
     )
+
+
+def choose_teacher(row_fields: dict, sampler: TeacherSampler, cfg: DypoConfig) -> TeacherChoice:
+    """Draw one teacher uniformly from the prompt's m solutions (a fresh draw every time the prompt is hard)."""
+    teachers = teachers_of(row_fields, cfg)
     if not teachers:
         return TeacherChoice(None, 0)
     return TeacherChoice(teachers[sampler.draw(len(teachers))], len(teachers))
+
+
+@dataclass
+class TeacherRows:
+    """One teacher row per hard prompt that has a teacher; ``sources[j]`` indexes the template of ``rows[j]``."""
+
+    sources: list[int]
+    rows: list[dict]
+    teachers: list[Teacher]
+    no_teacher: int
+    truncated: int
+
+    def metrics(self, dropped_rollouts: int, draws: Counter) -> dict:
+        return {
+            "dypo/dropped_rollouts": float(dropped_rollouts),
+            "dypo/teacher_rows": float(len(self.rows)),
+            "dypo/teacher_truncated": float(self.truncated),
+            "dypo/hard_without_teacher": float(self.no_teacher),
+            **teacher_count_metrics(draws),
+        }
+
+
+def build_teacher_rows(templates: list[dict], sampler: TeacherSampler, cfg: DypoConfig, tokenize, draws: Counter):
+    """Draw a teacher for each hard prompt, tokenise all draws in one batch and build their rows.
+
+    Args:
+        templates: one rollout's field dict per hard prompt (its prompt tokens and teacher fields are used).
+        tokenize: ``texts -> [(ids, truncated)]``, e.g. :func:`teacher_response_ids` or a cached version of it.
+        draws: per-teacher draw counter, updated in place.
+
+    Returns:
+        :class:`TeacherRows`; prompts without any teacher are counted in ``no_teacher`` and get no row.
+    """
+    drawn = []  # (template index, teacher)
+    for i, template in enumerate(templates):
+        choice = choose_teacher(template, sampler, cfg)
+        if choice.teacher is not None:
+            drawn.append((i, choice.teacher))
+    tokens = tokenize([teacher.response for _, teacher in drawn]) if drawn else []
+    rows, truncated = [], 0
+    for (i, teacher), (ids, was_cut) in zip(drawn, tokens):
+        truncated += was_cut
+        draws[teacher.name] += 1
+        rows.append(teacher_row(templates[i], ids))
+    return TeacherRows(
+        sources=[i for i, _ in drawn],
+        rows=rows,
+        teachers=[t for _, t in drawn],
+        no_teacher=len(templates) - len(drawn),
+        truncated=truncated,
+    )
 
 
 def teacher_response_ids(tokenizer, texts: list[str], max_tokens: int) -> list[tuple[list[int], bool]]:

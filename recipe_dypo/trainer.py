@@ -36,16 +36,16 @@ from recipe_dypo.actor_loss import COEF_FIELDS, TOTAL_ROWS_KEY, dypo_actor_loss
 from recipe_dypo.config import check_verl_config
 from recipe_dypo.losses import ROLE_MID, ROLE_PAD
 from recipe_dypo.step import (
+    TeacherRows,
+    build_teacher_rows,
     check_finite,
-    choose_teacher,
     plan_regroup,
     row_roles,
     step_coefficients,
-    teacher_count_metrics,
     teacher_response_ids,
-    teacher_row,
+    teachers_of,
 )
-from recipe_dypo.teachers import TeacherSampler, extract_teachers
+from recipe_dypo.teachers import TeacherSampler
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
@@ -128,13 +128,10 @@ class DypoTrainer(PPOTrainerSync):
         return super()._submit_batch_to_rollout(batch)
 
     def _teachers_of(self, row: dict):
-        keys = self.dypo.teacher_fields
         try:
-            return extract_teachers(
-                row, keys.get("teachers") or "teachers", keys.get("target"), keys.get("target_list")
-            )
+            return teachers_of(row, self.dypo)
         except (TypeError, ValueError):
-            return []  # reported with the row index when the prompt is hard (choose_teacher raises then)
+            return []  # reported with the field name when the prompt is hard (build_teacher_rows raises then)
 
     def _wait_for_prefetch(self) -> None:
         pending, self._pending_tokens = self._pending_tokens, None
@@ -162,36 +159,30 @@ class DypoTrainer(PPOTrainerSync):
         plan = plan_regroup(scores, uids, self.dypo.success_threshold)
         metrics.update(plan.metrics)
 
-        teacher_keys, teacher_fields, teacher_tags = [], [], []
-        no_teacher = truncated = 0
+        teacher_keys, teacher_tags = [], []
+        built = TeacherRows(sources=[], rows=[], teachers=[], no_teacher=0, truncated=0)
         if plan.hard_groups:
             rep_rows = [rows[0] for rows in plan.hard_groups.values()]
-            templates = tq.kv_batch_get(keys=[batch.keys[r] for r in rep_rows], partition_id=pid)
-            drawn = []  # (uid, rollout row, template fields, teacher)
-            for i, (uid, row) in enumerate(zip(plan.hard_groups, rep_rows)):
-                template = {k: _unwrap(v) for k, v in templates[i].items()}
-                choice = choose_teacher(template, self.teacher_sampler, self.dypo)
-                if choice.teacher is None:
-                    no_teacher += 1
-                else:
-                    drawn.append((uid, row, template, choice.teacher))
+            fetched = tq.kv_batch_get(keys=[batch.keys[r] for r in rep_rows], partition_id=pid)
+            templates = [{k: _unwrap(v) for k, v in fetched[i].items()} for i in range(len(rep_rows))]
             self._wait_for_prefetch()
-            tokens = self._teacher_tokens([teacher.response for *_, teacher in drawn])
-            for (uid, row, template, teacher), (ids, was_cut) in zip(drawn, tokens):
-                truncated += was_cut
-                self.teacher_draws[teacher.name] += 1
-                fields = teacher_row(template, ids)
-                tag = dict(batch.tags[row])
+            built = build_teacher_rows(
+                templates, self.teacher_sampler, self.dypo, self._teacher_tokens, self.teacher_draws
+            )
+            hard_uids = list(plan.hard_groups)
+            for i, fields, teacher in zip(built.sources, built.rows, built.teachers):
+                tag = dict(batch.tags[rep_rows[i]])
                 tag.update(
                     prompt_len=len(fields["prompts"]),
-                    response_len=len(ids),
+                    response_len=len(fields["responses"]),
                     seq_len=len(fields["input_ids"]),
                     dypo_role="teacher",
                     dypo_teacher=teacher.name,
                 )
-                teacher_keys.append(f"{uid}_teacher_0")
-                teacher_fields.append(fields)
+                teacher_keys.append(f"{hard_uids[i]}_teacher_0")
                 teacher_tags.append(tag)
+        teacher_fields = built.rows
+        no_teacher = built.no_teacher
         if teacher_keys:
             tq.kv_batch_put(
                 keys=teacher_keys,
@@ -212,15 +203,7 @@ class DypoTrainer(PPOTrainerSync):
         if dropped:
             tq.kv_clear(keys=dropped, partition_id=pid)
 
-        metrics.update(
-            {
-                "dypo/dropped_rollouts": float(len(dropped)),
-                "dypo/teacher_rows": float(len(teacher_keys)),
-                "dypo/teacher_truncated": float(truncated),
-                "dypo/hard_without_teacher": float(no_teacher),
-            }
-        )
-        metrics.update(teacher_count_metrics(self.teacher_draws))
+        metrics.update(built.metrics(len(dropped), self.teacher_draws))
         if no_teacher:
             logger.warning(
                 "step %s: %d hard prompt(s) had no teacher solution and were skipped", self.global_steps, no_teacher

@@ -3,7 +3,7 @@
 One step, in the order of verl's ``PPOTrainer._step_once`` with the DYPO hooks of :mod:`recipe_dypo.trainer`:
 
     rollout (generate, n per prompt) -> reward (recipe_dypo.reward.compute_score)
-    -> regroup: plan_regroup, then choose_teacher + teacher_response_ids + teacher_row for each hard group
+    -> regroup: plan_regroup, then build_teacher_rows (the trainer's teacher-row builder) for the hard groups
     -> old / ref log-probs (forward passes)
     -> advantages: verl's compute_advantage with the registered ``dypo`` estimator
     -> step_coefficients -> dypo_actor_loss summed over micro-batches -> AdamW step
@@ -19,6 +19,7 @@ import dataclasses
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +32,11 @@ from recipe_dypo.local import workers
 from recipe_dypo.losses import ROLE_MID
 from recipe_dypo.reward import compute_score
 from recipe_dypo.step import (
-    choose_teacher,
+    build_teacher_rows,
     plan_regroup,
     row_roles,
     step_coefficients,
-    teacher_count_metrics,
     teacher_response_ids,
-    teacher_row,
 )
 from recipe_dypo.teachers import TeacherSampler
 
@@ -149,30 +148,12 @@ class LocalDypoTrainer:
         metrics = dict(plan.metrics)
         if self.run.algo == "grpo":  # the baseline trains every group; all-wrong groups get advantage 0
             return StepBatch(list(rollouts), [{} for _ in rollouts], metrics | {"dypo/teacher_rows": 0.0})
-        drawn, no_teacher, truncated = [], 0, 0  # (template rollout, teacher) per hard prompt with a teacher
-        for rows in plan.hard_groups.values():
-            choice = choose_teacher(rollouts[rows[0]], self.teacher_sampler, self.dypo)
-            if choice.teacher is None:
-                no_teacher += 1
-            else:
-                drawn.append((rollouts[rows[0]], choice.teacher))
-        texts = [teacher.response for _, teacher in drawn]
-        tokens = teacher_response_ids(self.tokenizer, texts, self.dypo.max_teacher_tokens)
-        teacher_rows, teacher_tags = [], []
-        for (template, teacher), (ids, was_cut) in zip(drawn, tokens):
-            truncated += was_cut
-            self.teacher_draws[teacher.name] += 1
-            teacher_rows.append(teacher_row(template, ids))
-            teacher_tags.append({"dypo_role": "teacher", "dypo_teacher": teacher.name})
-        metrics.update(
-            {
-                "dypo/dropped_rollouts": float(len(plan.dropped_rows)),
-                "dypo/teacher_rows": float(len(teacher_rows)),
-                "dypo/teacher_truncated": float(truncated),
-                "dypo/hard_without_teacher": float(no_teacher),
-            }
-        )
-        metrics.update(teacher_count_metrics(self.teacher_draws))
+        tokenize = partial(teacher_response_ids, self.tokenizer, max_tokens=self.dypo.max_teacher_tokens)
+        templates = [rollouts[rows[0]] for rows in plan.hard_groups.values()]
+        built = build_teacher_rows(templates, self.teacher_sampler, self.dypo, tokenize, self.teacher_draws)
+        teacher_rows = built.rows
+        teacher_tags = [{"dypo_role": "teacher", "dypo_teacher": t.name} for t in built.teachers]
+        metrics.update(built.metrics(len(plan.dropped_rows), self.teacher_draws))
         rows = [rollouts[r] for r in plan.mid_rows] + teacher_rows
         tags = [{} for _ in plan.mid_rows] + teacher_tags
         return StepBatch(rows, tags, metrics)
