@@ -69,7 +69,7 @@ def dypo_driver_step(uids, scores, lengths, tokens, tokenizer, teacher_texts, cf
     from verl.trainer.ppo.ray_trainer import compute_advantage
 
     plan = plan_regroup(scores, uids, cfg.success_threshold)
-    keep = plan.mid_rows
+    keep = plan.rl_rows
     texts = [teacher_texts[i % len(teacher_texts)] for i, _ in enumerate(plan.hard_groups)]
     teacher_ids = [ids for ids, _ in teacher_response_ids(tokenizer, texts, tokens)]
     teacher_lengths = [len(ids) for ids in teacher_ids]

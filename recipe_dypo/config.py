@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from recipe_dypo.gating import EASY_ROUTES, HARD_ROUTES
 from recipe_dypo.losses import mixing_weights
 
 
@@ -23,6 +24,9 @@ class DypoConfig:
     )
     max_teacher_tokens: int = 8192
     validate_data: bool = True
+    easy_groups: str = "drop"
+    hard_groups: str = "sft"
+    teacher_names: list | None = None
 
     @property
     def term_weights(self) -> tuple[float, float]:
@@ -39,12 +43,21 @@ class DypoConfig:
             raise ValueError(f"Unknown dypo.* config keys: {unknown}; known keys: {sorted(known)}")
         if "teacher_fields" in raw:
             raw["teacher_fields"] = dict(raw["teacher_fields"])
+        if raw.get("teacher_names") is not None:
+            names = raw["teacher_names"]
+            raw["teacher_names"] = [names] if isinstance(names, str) else [str(n) for n in names]
+            if not raw["teacher_names"]:
+                raise ValueError("dypo.teacher_names must be null (all teachers) or a non-empty list of names")
         out = cls(**raw)
         out.term_weights  # noqa: B018  (validates alpha and weights)
         if out.beta <= 0:
             raise ValueError(f"dypo.beta must be > 0, got {out.beta}")
         if out.gamma < 0:
             raise ValueError(f"dypo.gamma must be >= 0, got {out.gamma}")
+        if out.easy_groups not in EASY_ROUTES:
+            raise ValueError(f"dypo.easy_groups must be one of {EASY_ROUTES}, got {out.easy_groups!r}")
+        if out.hard_groups not in HARD_ROUTES:
+            raise ValueError(f"dypo.hard_groups must be one of {HARD_ROUTES}, got {out.hard_groups!r}")
         if out.max_teacher_tokens < 1:
             raise ValueError(f"dypo.max_teacher_tokens must be >= 1, got {out.max_teacher_tokens}")
         return out

@@ -353,6 +353,18 @@ def validate_parquet(path, **kwargs) -> list[Issue]:
     return validate_dataframe(pd.read_parquet(path), **kwargs)
 
 
+def teacher_name_counts(path) -> dict[str, int]:
+    """How many rows of a parquet file carry a teacher of each name (for ``dypo.teacher_names`` checks)."""
+    from collections import Counter
+
+    import pandas as pd
+
+    counts: Counter = Counter()
+    for row in pd.read_parquet(path).to_dict(orient="records"):
+        counts.update({t["name"] for t in get_teachers(row)[0]})
+    return dict(counts)
+
+
 def format_issues(issues: Sequence[Issue], limit: int = 50) -> str:
     """Human-readable report: counts per (field, reason kind) then the first ``limit`` issues."""
     from collections import Counter

@@ -10,6 +10,12 @@ import torch
 
 EASY, MID, HARD = "easy", "mid", "hard"
 
+# Where the rollouts of a graded group go (``dypo.easy_groups`` / ``dypo.hard_groups``). The paper routes
+# easy -> drop and hard -> sft; the other routes express the baselines and ablations on the same trainer.
+DROP, RL, SFT = "drop", "rl", "sft"
+EASY_ROUTES = (DROP, RL)
+HARD_ROUTES = (SFT, RL, DROP)
+
 
 def _as_numpy(x) -> np.ndarray:
     if isinstance(x, torch.Tensor):

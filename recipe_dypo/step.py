@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from recipe_dypo.config import DypoConfig
-from recipe_dypo.gating import EASY, HARD, MID, grade_groups, group_ids
+from recipe_dypo.gating import DROP, EASY, EASY_ROUTES, HARD, HARD_ROUTES, MID, RL, SFT, grade_groups, group_ids
 from recipe_dypo.losses import ROLE_MID, ROLE_PAD, ROLE_TEACHER, RowCoefficients, gal_statistics, row_coefficients
 from recipe_dypo.teachers import Teacher, TeacherSampler, extract_teachers
 
@@ -27,18 +27,22 @@ class RegroupPlan:
     """
 
     labels: np.ndarray  # (N,) "easy" / "mid" / "hard"
-    mid_rows: list[int]
-    dropped_rows: list[int]  # easy rollouts and the rollouts of hard prompts
-    hard_groups: dict[str, list[int]]  # uid -> its rollout rows
+    rl_rows: list[int]  # rollouts that train as RL rows: mid groups (plus easy / hard groups routed to "rl")
+    dropped_rows: list[int]  # all other rollouts (easy groups and the rollouts of hard prompts, by default)
+    hard_groups: dict[str, list[int]]  # uid -> its rollout rows, for hard prompts that get a teacher row
     metrics: dict = field(default_factory=dict)
 
 
-def plan_regroup(scores, uids, success_threshold: float = 1.0) -> RegroupPlan:
+def plan_regroup(scores, uids, success_threshold: float = 1.0, easy: str = DROP, hard: str = SFT) -> RegroupPlan:
     """Grade groups and decide the regrouped batch (paper eq. 4: easy dropped, hard -> SFT, mid -> GRPO + GAL).
 
     Args:
         scores: (N,) rollout scores. uids: (N,) prompt group ids.
+        easy: "drop" (paper) or "rl" (keep the group as RL rows; its GRPO advantages are 0, as in plain GRPO).
+        hard: "sft" (paper: one teacher row replaces the rollouts), "rl" (keep the rollouts, advantage 0) or "drop".
     """
+    if easy not in EASY_ROUTES or hard not in HARD_ROUTES:
+        raise ValueError(f"routes must be easy in {EASY_ROUTES} and hard in {HARD_ROUTES}, got {easy=} {hard=}")
     scores = np.asarray(scores, dtype=np.float64)
     uids = np.asarray(uids, dtype=object)
     labels = grade_groups(scores, uids, success_threshold)
@@ -46,8 +50,10 @@ def plan_regroup(scores, uids, success_threshold: float = 1.0) -> RegroupPlan:
     group_label = np.empty(len(unique), dtype=object)
     group_label[group_of_row] = labels
     hard_groups: dict[str, list[int]] = {}
-    for row in np.flatnonzero(labels == HARD):
-        hard_groups.setdefault(str(uids[row]), []).append(int(row))
+    if hard == SFT:
+        for row in np.flatnonzero(labels == HARD):
+            hard_groups.setdefault(str(uids[row]), []).append(int(row))
+    keep = (labels == MID) | ((labels == EASY) & (easy == RL)) | ((labels == HARD) & (hard == RL))
     n_prompts = max(len(unique), 1)
     metrics = {
         "dypo/easy_ratio": float(np.mean(group_label == EASY)) if len(unique) else 0.0,
@@ -60,8 +66,8 @@ def plan_regroup(scores, uids, success_threshold: float = 1.0) -> RegroupPlan:
     }
     return RegroupPlan(
         labels=labels,
-        mid_rows=np.flatnonzero(labels == MID).tolist(),
-        dropped_rows=np.flatnonzero(labels != MID).tolist(),
+        rl_rows=np.flatnonzero(keep).tolist(),
+        dropped_rows=np.flatnonzero(~keep).tolist(),
         hard_groups=hard_groups,
         metrics=metrics,
     )
@@ -74,14 +80,20 @@ class TeacherChoice:
 
 
 def teachers_of(row_fields: dict, cfg: DypoConfig) -> list[Teacher]:
-    """The prompt's teacher solutions, read from the fields named in ``cfg.teacher_fields``."""
+    """The prompt's teacher solutions, read from the fields named in ``cfg.teacher_fields``.
+
+    With ``cfg.teacher_names`` set (e.g. the single-teacher ablation), only teachers of those names are kept.
+    """
     keys = cfg.teacher_fields
-    return extract_teachers(
+    teachers = extract_teachers(
         row_fields,
         teachers_key=keys.get("teachers") or "teachers",
         target_key=keys.get("target"),
         target_list_key=keys.get("target_list"),
     )
+    if cfg.teacher_names is not None:
+        teachers = [t for t in teachers if t.name in cfg.teacher_names]
+    return teachers
 
 
 def choose_teacher(row_fields: dict, sampler: TeacherSampler, cfg: DypoConfig) -> TeacherChoice:

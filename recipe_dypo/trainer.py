@@ -101,7 +101,7 @@ class DypoTrainer(PPOTrainerSync):
         return self.dypo.alpha, self.dypo.beta, self.dypo.gamma
 
     def _validate_train_files(self):
-        from recipe_dypo.data_schema import validate_parquet
+        from recipe_dypo.data_schema import teacher_name_counts, validate_parquet
 
         files = self.config.data.train_files
         for path in [files] if isinstance(files, str) else list(files):
@@ -112,6 +112,8 @@ class DypoTrainer(PPOTrainerSync):
                     f"{path}: {len(problems)} invalid row(s) (python -m data_prep.validate {path} lists all; "
                     f"set dypo.validate_data=false to skip):\n  {shown}"
                 )
+            if self.dypo.teacher_names is not None:
+                check_teacher_names(path, self.dypo.teacher_names, teacher_name_counts(path))
 
     # ------------------------------------------------------------------ hook 1: regroup
     def _balance_batch(self, batch: KVBatchMeta, metrics, logging_prefix="global_seqlen", keep_minibatch=False):
@@ -156,7 +158,9 @@ class DypoTrainer(PPOTrainerSync):
         data = tq.kv_batch_get(keys=batch.keys, partition_id=pid, select_fields=["uid", "rm_scores"])
         uids = np.array([str(u) for u in data["uid"]], dtype=object)
         scores = nested_row_sums(data["rm_scores"]).numpy()
-        plan = plan_regroup(scores, uids, self.dypo.success_threshold)
+        plan = plan_regroup(
+            scores, uids, self.dypo.success_threshold, easy=self.dypo.easy_groups, hard=self.dypo.hard_groups
+        )
         metrics.update(plan.metrics)
 
         teacher_keys, teacher_tags = [], []
@@ -191,8 +195,8 @@ class DypoTrainer(PPOTrainerSync):
                 tags=teacher_tags,
             )
 
-        keys = [batch.keys[r] for r in plan.mid_rows] + teacher_keys
-        tags = [batch.tags[r] for r in plan.mid_rows] + teacher_tags
+        keys = [batch.keys[r] for r in plan.rl_rows] + teacher_keys
+        tags = [batch.tags[r] for r in plan.rl_rows] + teacher_tags
         if not keys:
             keys, tags = self._placeholder_row(batch, plan.dropped_rows[0])
             self._skip_update_reason = (
@@ -292,6 +296,15 @@ class DypoTrainer(PPOTrainerSync):
             return trainer.resume_from_path
         root = trainer.default_local_dir
         return find_latest_ckpt_path(root if os.path.isabs(root) else os.path.join(os.getcwd(), root))
+
+
+def check_teacher_names(path: str, wanted: list[str], counts: dict[str, int]) -> None:
+    """Fail before training when ``dypo.teacher_names`` names a teacher the data does not have (a typo would
+    otherwise turn every hard prompt into a skipped, teacher-less one)."""
+    missing = [name for name in wanted if not counts.get(name)]
+    if missing:
+        raise ValueError(f"dypo.teacher_names={wanted}: {missing} not found in {path}; teachers there: {counts}")
+    logger.info("%s: rows per selected teacher %s", path, {name: counts[name] for name in wanted})
 
 
 def prompt_rows(batch: TensorDict, fields) -> list[dict]:

@@ -1,54 +1,106 @@
-# Shared by the run_*.sh scripts: locate the repo and python, and launch recipe_dypo.main_dypo.
-# Environment knobs every script understands:
+# Shared by the run_*.sh scripts: the paper's per-model settings and the launchers. Every script understands:
 #   DRY_RUN=1        resolve and print the full hydra config, run verl's and DYPO's checks, exit (no GPU, no Ray)
+#   MODEL=qwen2.5-math-7b|qwen3-4b-base   the paper's two base models (Table 1 / Table 2; default per script)
 #   ENGINE=fsdp|fsdp2|megatron   training engine (default fsdp)
 #   ROLLOUT=vllm|sglang          rollout server (default vllm)
-#   NNODES, GPUS_PER_NODE, MODEL_PATH, TRAIN_FILE, VAL_FILE, EXP_NAME, CKPT_DIR
+#   NNODES, GPUS_PER_NODE, MODEL_PATH, TRAIN_FILE, VAL_FILE, DATA_DIR, EXP_NAME, CKPT_DIR
 # Extra hydra overrides are passed through: bash scripts/run_x.sh dypo.alpha=0.2 trainer.total_epochs=2
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SCRIPTS_DIR="$REPO_ROOT/scripts"
 if [[ -z "${PYTHON:-}" ]]; then
   if [[ -x "$REPO_ROOT/.venv/bin/python" ]]; then PYTHON="$REPO_ROOT/.venv/bin/python"; else PYTHON=python3; fi
 fi
 ENGINE="${ENGINE:-fsdp}"
 ROLLOUT="${ROLLOUT:-vllm}"
-NNODES="${NNODES:-1}"
-GPUS_PER_NODE="${GPUS_PER_NODE:-8}"
+MODEL="${MODEL:-qwen2.5-math-7b}"
 DATA_DIR="${DATA_DIR:-$REPO_ROOT/data}"
+GPUS_PER_NODE="${GPUS_PER_NODE:-8}"
 
-# Engine-specific overrides; the DYPO loss itself is engine-agnostic (one function, installed with set_loss_fn).
-engine_overrides() {
+# Per-model settings: Qwen2.5-Math-7B trains on 2 nodes with rollout TP 2, Qwen3-4B-Base on 1 node with TP 1.
+case "$MODEL" in
+  qwen2.5-math-7b) MODEL_PATH="${MODEL_PATH:-Qwen/Qwen2.5-Math-7B}"; NNODES="${NNODES:-2}"; ROLLOUT_TP=2 ;;
+  qwen3-4b-base) MODEL_PATH="${MODEL_PATH:-Qwen/Qwen3-4B-Base}"; NNODES="${NNODES:-1}"; ROLLOUT_TP=1 ;;
+  *) echo "MODEL must be qwen2.5-math-7b or qwen3-4b-base, got '$MODEL'" >&2; exit 1 ;;
+esac
+TRAIN_FILE="${TRAIN_FILE:-$DATA_DIR/train_2t.parquet}"
+VAL_FILE="${VAL_FILE:-[$DATA_DIR/eval/aime24.parquet,$DATA_DIR/eval/amc.parquet,$DATA_DIR/eval/math500.parquet]}"
+
+is_dry_run() { [[ -n "${DRY_RUN:-}" && "${DRY_RUN}" != "0" && "${DRY_RUN}" != "false" ]]; }
+
+# Engine-specific overrides of an RL config; the DYPO loss itself is engine-agnostic (one function, set_loss_fn).
+rl_engine_args() {
   case "$ENGINE" in
     fsdp|fsdp2)
-      echo "actor_rollout_ref.actor.strategy=$ENGINE actor_rollout_ref.ref.strategy=$ENGINE" \
-           "actor_rollout_ref.actor.fsdp_config.param_offload=false" \
-           "actor_rollout_ref.actor.fsdp_config.optimizer_offload=false" ;;
+      ENGINE_ARGS=("actor_rollout_ref.actor.strategy=$ENGINE" "actor_rollout_ref.ref.strategy=$ENGINE"
+                   "actor_rollout_ref.actor.fsdp_config.param_offload=false"
+                   "actor_rollout_ref.actor.fsdp_config.optimizer_offload=false") ;;
     megatron)
-      echo "model_engine=megatron" \
-           "actor_rollout_ref.actor.megatron.tensor_model_parallel_size=${MEGATRON_TP:-2}" \
-           "actor_rollout_ref.actor.megatron.pipeline_model_parallel_size=${MEGATRON_PP:-1}" \
-           "actor_rollout_ref.ref.megatron.tensor_model_parallel_size=${MEGATRON_TP:-2}" \
-           "actor_rollout_ref.ref.megatron.pipeline_model_parallel_size=${MEGATRON_PP:-1}" ;;
+      ENGINE_ARGS=("model_engine=megatron"
+                   "actor_rollout_ref.actor.megatron.tensor_model_parallel_size=${MEGATRON_TP:-2}"
+                   "actor_rollout_ref.actor.megatron.pipeline_model_parallel_size=${MEGATRON_PP:-1}"
+                   "actor_rollout_ref.ref.megatron.tensor_model_parallel_size=${MEGATRON_TP:-2}"
+                   "actor_rollout_ref.ref.megatron.pipeline_model_parallel_size=${MEGATRON_PP:-1}") ;;
     *) echo "ENGINE must be fsdp, fsdp2 or megatron, got '$ENGINE'" >&2; return 1 ;;
   esac
 }
 
-dypo_launch() {
-  # shellcheck disable=SC2046
-  HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-0}" "$PYTHON" -m recipe_dypo.main_dypo $(preset_args) \
-    $(engine_overrides) \
+# PRESET=<name> selects configs/preset/<name>.yaml (e.g. released_code: the authors' released-code weights).
+preset_args() {
+  PRESET_ARGS=()
+  if [[ -n "${PRESET:-}" && "${PRESET}" != "paper" ]]; then
+    if [[ ! -f "$REPO_ROOT/configs/preset/${PRESET}.yaml" ]]; then
+      echo "PRESET=${PRESET}: no configs/preset/${PRESET}.yaml (have: $(ls "$REPO_ROOT/configs/preset"))" >&2
+      return 1
+    fi
+    PRESET_ARGS=("+preset=${PRESET}")
+  fi
+}
+
+# rl_launch CONFIG_NAME EXP_NAME [hydra overrides...]: an RL run (dypo_trainer or grpo_trainer) on the shared
+# setup (configs/paper_setup.yaml) with this model's settings.
+rl_launch() {
+  local config_name="$1" exp_name="$2"
+  shift 2
+  rl_engine_args
+  preset_args
+  HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-0}" "$PYTHON" -m recipe_dypo.main_dypo --config-name "$config_name" \
+    "${PRESET_ARGS[@]}" "${ENGINE_ARGS[@]}" \
     actor_rollout_ref.rollout.name="$ROLLOUT" \
+    actor_rollout_ref.rollout.tensor_model_parallel_size="$ROLLOUT_TP" \
+    actor_rollout_ref.model.path="$MODEL_PATH" \
+    data.train_files="$TRAIN_FILE" \
+    data.val_files="$VAL_FILE" \
     trainer.nnodes="$NNODES" \
     trainer.n_gpus_per_node="$GPUS_PER_NODE" \
+    trainer.experiment_name="$exp_name" \
+    trainer.default_local_dir="${CKPT_DIR:-checkpoints/$exp_name}" \
     "$@"
 }
 
-# PRESET=released_code selects configs/preset/released_code.yaml (the authors' released-code weights).
-preset_args() {
-  case "${PRESET:-paper}" in
-    paper) ;;
-    released_code) echo "+preset=released_code" ;;
-    *) echo "PRESET must be paper or released_code, got '${PRESET}'" >&2; return 1 ;;
+dypo_launch() { rl_launch dypo_trainer "${EXP_NAME:-dypo-$MODEL}" "$@"; }
+
+# sft_launch EXP_NAME [hydra overrides...]: verl's SFT trainer under torchrun (DRY_RUN: resolve the config only).
+sft_launch() {
+  local exp_name="$1"
+  shift
+  local engine_args=()
+  case "$ENGINE" in
+    fsdp|fsdp2) engine_args=("engine.strategy=$ENGINE") ;;
+    megatron) engine_args=("engine=megatron" "optim=megatron" "engine.tensor_model_parallel_size=${MEGATRON_TP:-2}") ;;
+    *) echo "ENGINE must be fsdp, fsdp2 or megatron, got '$ENGINE'" >&2; return 1 ;;
   esac
+  local args=(--config-path="$REPO_ROOT/configs" --config-name=sft_trainer "${engine_args[@]}"
+              model.path="$MODEL_PATH" data.train_files="${SFT_FILE:-$DATA_DIR/sft_2t.parquet}"
+              trainer.nnodes="$NNODES" trainer.n_gpus_per_node="$GPUS_PER_NODE"
+              trainer.experiment_name="$exp_name" trainer.default_local_dir="${SFT_CKPT_DIR:-checkpoints/$exp_name}"
+              "$@")
+  if is_dry_run; then
+    HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-0}" "$PYTHON" -m recipe_dypo.main_dypo "${args[@]}"
+  else
+    "$PYTHON" -m torch.distributed.run --nnodes="$NNODES" --nproc_per_node="$GPUS_PER_NODE" \
+      --node_rank="${NODE_RANK:-0}" --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="${MASTER_PORT:-29500}" \
+      -m verl.trainer.sft_trainer "${args[@]}"
+  fi
 }

@@ -144,7 +144,9 @@ class LocalDypoTrainer:
         """Grade groups; keep mid rollouts, replace each hard group by one teacher row, drop the rest."""
         scores = np.array([float(r["rm_scores"].sum()) for r in rollouts])
         uids = np.array([r["uid"] for r in rollouts], dtype=object)
-        plan = plan_regroup(scores, uids, self.dypo.success_threshold)
+        plan = plan_regroup(
+            scores, uids, self.dypo.success_threshold, easy=self.dypo.easy_groups, hard=self.dypo.hard_groups
+        )
         metrics = dict(plan.metrics)
         if self.run.algo == "grpo":  # the baseline trains every group; all-wrong groups get advantage 0
             return StepBatch(list(rollouts), [{} for _ in rollouts], metrics | {"dypo/teacher_rows": 0.0})
@@ -154,8 +156,8 @@ class LocalDypoTrainer:
         teacher_rows = built.rows
         teacher_tags = [{"dypo_role": "teacher", "dypo_teacher": t.name} for t in built.teachers]
         metrics.update(built.metrics(len(plan.dropped_rows), self.teacher_draws))
-        rows = [rollouts[r] for r in plan.mid_rows] + teacher_rows
-        tags = [{} for _ in plan.mid_rows] + teacher_tags
+        rows = [rollouts[r] for r in plan.rl_rows] + teacher_rows
+        tags = [{} for _ in plan.rl_rows] + teacher_tags
         return StepBatch(rows, tags, metrics)
 
     # ---------------------------------------------------------------- hook 2: log-probs, advantages, coefficients
