@@ -70,11 +70,11 @@ def dypo_driver_step(uids, scores, lengths, tokens, tokenizer, teacher_texts, cf
 
     plan = plan_regroup(scores, uids, cfg.success_threshold)
     keep = plan.rl_rows
-    texts = [teacher_texts[i % len(teacher_texts)] for i, _ in enumerate(plan.hard_groups)]
+    texts = [teacher_texts[i % len(teacher_texts)] for i, _ in enumerate(plan.teacher_groups)]
     teacher_ids = [ids for ids, _ in teacher_response_ids(tokenizer, texts, tokens)]
     teacher_lengths = [len(ids) for ids in teacher_ids]
     new_lengths = np.concatenate([lengths[keep], teacher_lengths]).astype(np.int64)
-    new_uids = np.concatenate([uids[keep], np.array(list(plan.hard_groups), dtype=object)])
+    new_uids = np.concatenate([uids[keep], np.array(list(plan.teacher_groups), dtype=object)])
     new_scores = np.concatenate([scores[keep], np.zeros(len(texts), dtype=np.float32)])
     tags = [{}] * len(keep) + [{"dypo_role": "teacher"}] * len(texts)
     g = torch.Generator().manual_seed(1)

@@ -2,11 +2,14 @@
 
 It is the same function for every engine (FSDP/FSDP2, Megatron) and rollout server: it reads only verl's
 no-padding TensorDict (``model_output["log_probs"]``, ``old_log_probs``, ``advantages``, ``response_mask``)
-and three per-row coefficient fields the DYPO trainer writes into TransferQueue.
+and four per-row coefficient fields the DYPO trainer writes into TransferQueue.
 
     loss_mb = dp_size * n_mini * sum_{rows in mb} [ c_pg  * sum_t surrogate(A)_t
                                                   + c_sft * sum_t -log pi(y_t)
-                                                  + c_gal * sum_t (log pi(y_t) - log pi_old(y_t)) ]
+                                                  + c_gal * sum_t (log pi(y_t) - log pi_old(y_t))
+                                                  + c_off * sum_t -A_t * f(pi(y_t)) ]
+
+(c_off is non-zero only for teacher rows mixed into groups, LUFFY-style, with f(p) = p / (p + shaping_gamma).)
 
 verl averages gradients over data-parallel ranks (hence dp_size) and sums micro-batches; ``n_mini`` (number of
 mini-batches in the step, 1 by default) restores the per-mini-batch scale verl uses. The GAL term is the
@@ -21,8 +24,11 @@ from verl.utils import tensordict_utils as tu
 from verl.utils.metric import AggregationType, Metric
 from verl.workers.utils.padding import no_padding_2_padding
 
-COEF_FIELDS = ("dypo_pg_coef", "dypo_sft_coef", "dypo_gal_coef")
+from recipe_dypo.losses import shaped_objective
+
+COEF_FIELDS = ("dypo_pg_coef", "dypo_sft_coef", "dypo_gal_coef", "dypo_offpolicy_coef")
 TOTAL_ROWS_KEY = "dypo_total_rows"
+SHAPING_GAMMA_KEY = "dypo_shaping_gamma"
 
 
 def dypo_actor_loss(config, model_output, data: TensorDict, dp_group=None):
@@ -48,6 +54,7 @@ def dypo_actor_loss(config, model_output, data: TensorDict, dp_group=None):
     config.global_batch_info["global_batch_size"] = data["global_batch_size"]
     config.global_batch_info["loss_scale_factor"] = config.loss_scale_factor
     total_rows = tu.get_non_tensor_data(data=data, key=TOTAL_ROWS_KEY, default=None)
+    shaping_gamma = tu.get_non_tensor_data(data=data, key=SHAPING_GAMMA_KEY, default=0.1)
     mini_rows = data["global_batch_size"]
     n_mini = total_rows / mini_rows if total_rows and mini_rows else 1.0
 
@@ -71,13 +78,16 @@ def dypo_actor_loss(config, model_output, data: TensorDict, dp_group=None):
     )
     sft_loss = (coef["dypo_sft_coef"].unsqueeze(-1) * -log_prob * mask).sum() * dp_size
     gal_loss = (coef["dypo_gal_coef"].unsqueeze(-1) * (log_prob - old_log_prob) * mask).sum() * dp_size
-    loss = (pg_loss + sft_loss + gal_loss) * n_mini
+    shaped = shaped_objective(log_prob, data["advantages"], shaping_gamma)
+    off_loss = (coef["dypo_offpolicy_coef"].unsqueeze(-1) * shaped * mask).sum() * dp_size
+    loss = (pg_loss + sft_loss + gal_loss + off_loss) * n_mini
 
     summed = AggregationType.SUM  # each micro-batch holds a partial sum of the step objective
     metrics = Metric.from_dict(pg_metrics, aggregation=AggregationType.MEAN)
     metrics["actor/pg_loss"] = Metric(value=pg_loss * n_mini, aggregation=summed)
     metrics["actor/dypo_sft_loss"] = Metric(value=sft_loss * n_mini, aggregation=summed)
     metrics["actor/dypo_gal_linear"] = Metric(value=gal_loss * n_mini, aggregation=summed)
+    metrics["actor/dypo_offpolicy_loss"] = Metric(value=off_loss * n_mini, aggregation=summed)
 
     if entropy is not None and config.entropy_coeff != 0:
         entropy_loss = agg_loss(entropy, mask, config.loss_agg_mode, **config.global_batch_info)

@@ -27,6 +27,8 @@ class DypoConfig:
     easy_groups: str = "drop"
     hard_groups: str = "sft"
     teacher_names: list | None = None
+    offpolicy_mixing: bool = False
+    shaping_gamma: float = 0.1
 
     @property
     def term_weights(self) -> tuple[float, float]:
@@ -58,6 +60,13 @@ class DypoConfig:
             raise ValueError(f"dypo.easy_groups must be one of {EASY_ROUTES}, got {out.easy_groups!r}")
         if out.hard_groups not in HARD_ROUTES:
             raise ValueError(f"dypo.hard_groups must be one of {HARD_ROUTES}, got {out.hard_groups!r}")
+        if out.offpolicy_mixing and (out.easy_groups, out.hard_groups) != ("rl", "rl"):
+            raise ValueError(
+                "dypo.offpolicy_mixing=true adds a teacher row to every group, so every group must stay: set "
+                f"dypo.easy_groups=rl and dypo.hard_groups=rl (got {out.easy_groups}, {out.hard_groups})"
+            )
+        if out.shaping_gamma <= 0:
+            raise ValueError(f"dypo.shaping_gamma must be > 0, got {out.shaping_gamma}")
         if out.max_teacher_tokens < 1:
             raise ValueError(f"dypo.max_teacher_tokens must be >= 1, got {out.max_teacher_tokens}")
         return out

@@ -15,6 +15,17 @@ def is_dypo(config) -> bool:
     return OmegaConf.select(config, "trainer.v1.trainer_mode") == "dypo"
 
 
+CONFIG_BEGIN, CONFIG_END = "----- resolved config -----", "----- end of resolved config -----"
+
+
+def print_config(config) -> None:
+    """Print the resolved config between markers (tests and tools parse it back with ``yaml.safe_load``)."""
+    OmegaConf.resolve(config)
+    print(CONFIG_BEGIN)
+    print(OmegaConf.to_yaml(config), end="")
+    print(CONFIG_END, flush=True)
+
+
 def _get(config, key: str):
     return OmegaConf.select(config, key, throw_on_missing=False) or "(unset)"
 
@@ -23,8 +34,7 @@ def dry_run_rl(config) -> None:
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
 
-    OmegaConf.resolve(config)
-    print(OmegaConf.to_yaml(config))
+    print_config(config)
     dypo = check_verl_config(config) if is_dypo(config) else None
     # verl's own checks (batch divisibility, micro-batch settings, ...) need the GPU count it would use.
     validate_config(
@@ -38,6 +48,7 @@ def dry_run_rl(config) -> None:
             f"DYPO alpha={dypo.alpha} (GRPO weight {grpo_w}, GAL weight {gal_w}) beta={dypo.beta} "
             f"gamma={dypo.gamma} gal_reference={dypo.gal_reference} easy->{dypo.easy_groups} "
             f"hard->{dypo.hard_groups} teachers={dypo.teacher_names or 'all'}"
+            + (f" offpolicy_mixing(shaping_gamma={dypo.shaping_gamma})" if dypo.offpolicy_mixing else "")
         )
     else:
         what = f"verl trainer_mode={config.trainer.v1.trainer_mode} adv_estimator={config.algorithm.adv_estimator}"
@@ -53,8 +64,7 @@ def dry_run_sft(config) -> None:
     out because it downloads the model's HF config."""
     from verl.utils.config import omega_conf_to_dataclass
 
-    OmegaConf.resolve(config)
-    print(OmegaConf.to_yaml(config))
+    print_config(config)
     for section in ("engine", "optim", "checkpoint", "profiler"):
         omega_conf_to_dataclass(config[section])
     data, trainer = config.data, config.trainer

@@ -30,8 +30,9 @@ import torch.nn.functional as F
 
 from recipe_dypo.gating import group_ids
 
-# Row roles stored with each trajectory (field ``dypo_role``).
-ROLE_PAD, ROLE_MID, ROLE_TEACHER = 0, 1, 2
+# Row roles stored with each trajectory (field ``dypo_role``). ROLE_MID rows are on-policy RL rows (mid groups,
+# and easy/hard groups when routed to RL); ROLE_OFFPOLICY is a teacher row inside a group (LUFFY-style mixing).
+ROLE_PAD, ROLE_MID, ROLE_TEACHER, ROLE_OFFPOLICY = 0, 1, 2, 3
 
 
 def group_matrix(group_of_row: np.ndarray) -> torch.Tensor:
@@ -158,6 +159,16 @@ def mixing_weights(alpha: float = 0.5, grpo_weight: float | None = None, gal_wei
     return grpo, gal
 
 
+def shaped_objective(log_prob: torch.Tensor, advantages: torch.Tensor, shaping_gamma: float = 0.1) -> torch.Tensor:
+    """Per-token loss of an off-policy (teacher) token in LUFFY-style mixing: -A * f(pi), f(p) = p / (p + gamma).
+
+    The teacher's own probabilities are unknown, so the importance ratio is pi_theta itself, reshaped by f to
+    keep gradients alive on low-probability tokens; no clipping. All args (..., T).
+    """
+    prob = log_prob.exp()
+    return -advantages * prob / (prob + shaping_gamma)
+
+
 @dataclass
 class RowCoefficients:
     """Per-row weights (N,) that make the micro-batch loss a sum over rows; see :func:`dypo_actor_loss`."""
@@ -165,6 +176,7 @@ class RowCoefficients:
     pg: torch.Tensor  # multiplies sum_t clipped-surrogate(A) of a mid row: grpo_weight / (Q * G_q * |tau|)
     sft: torch.Tensor  # multiplies sum_t -log pi(y_t) of a teacher row: gamma / (Q * |tau|)  (or gamma / Q)
     gal: torch.Tensor  # multiplies sum_t log pi(y_t): d L_GAL-part / d r_row at theta_old
+    offpolicy: torch.Tensor  # multiplies sum_t shaped_objective(A) of an off-policy row, same weight as pg
     num_prompts: int  # Q
 
 
@@ -188,7 +200,7 @@ def row_coefficients(
     the GAL coefficient of a row is the autograd derivative of :func:`gal_loss` at those values.
 
     Args:
-        roles: (N,) ints, ROLE_MID / ROLE_TEACHER / ROLE_PAD.
+        roles: (N,) ints, ROLE_MID / ROLE_TEACHER / ROLE_OFFPOLICY / ROLE_PAD.
         scores: (N,) rollout scores (only mid rows are read).
         uids: (N,) group ids; the rollouts of a mid prompt share one.
         response_lengths: (N,) number of response tokens of each row.
@@ -201,22 +213,25 @@ def row_coefficients(
     roles = np.asarray(roles)
     mid = roles == ROLE_MID
     teacher = roles == ROLE_TEACHER
+    rl = mid | (roles == ROLE_OFFPOLICY)  # an off-policy row is a member of its prompt's group
     n = len(roles)
     lengths = torch.as_tensor(np.asarray(response_lengths), dtype=torch.float64).clamp(min=1)
     uids = np.asarray(uids, dtype=object)
     mid_uids = uids[mid]
-    n_mid_groups = len(set(mid_uids.tolist()))
-    num_prompts = n_mid_groups + int(teacher.sum())
-    pg = torch.zeros(n, dtype=torch.float64)
-    sft = torch.zeros(n, dtype=torch.float64)
-    gal = torch.zeros(n, dtype=torch.float64)
+    num_prompts = len(set(uids[rl].tolist())) + int(teacher.sum())
+    pg, sft, gal, offpolicy = (torch.zeros(n, dtype=torch.float64) for _ in range(4))
     if num_prompts == 0:
-        return RowCoefficients(pg, sft, gal, 0)
+        return RowCoefficients(pg, sft, gal, offpolicy, 0)
+    rl_idx = torch.from_numpy(np.flatnonzero(rl))
+    if len(rl_idx):
+        _, group_of_row = group_ids(uids[rl])
+        group_size = torch.from_numpy(np.bincount(group_of_row)[group_of_row]).double()
+        weight = grpo_weight / (num_prompts * group_size * lengths[rl_idx])
+        is_mid = torch.from_numpy(mid[rl])
+        pg[rl_idx] = torch.where(is_mid, weight, 0.0)
+        offpolicy[rl_idx] = torch.where(is_mid, 0.0, weight)
     mid_idx = torch.from_numpy(np.flatnonzero(mid))
     if len(mid_idx):
-        _, group_of_row = group_ids(mid_uids)
-        group_size = torch.from_numpy(np.bincount(group_of_row)[group_of_row]).double()
-        pg[mid_idx] = grpo_weight / (num_prompts * group_size * lengths[mid_idx])
         r = torch.as_tensor(np.asarray(seq_log_ratio_old, dtype=np.float64))[mid_idx].clone().requires_grad_(True)
         mid_scores = np.asarray(scores, dtype=np.float64)[mid]
         loss = gal_loss(r, mid_scores, mid_uids, beta=beta, success_threshold=success_threshold)
@@ -229,7 +244,7 @@ def row_coefficients(
     if len(teacher_idx):
         norm = lengths[teacher_idx] if sft_token_mean else torch.ones(len(teacher_idx), dtype=torch.float64)
         sft[teacher_idx] = gamma / (num_prompts * norm)
-    return RowCoefficients(pg, sft, gal, num_prompts)
+    return RowCoefficients(pg, sft, gal, offpolicy, num_prompts)
 
 
 def _count_pair_groups(scores, uids, success_threshold: float) -> int:
@@ -261,20 +276,25 @@ def dypo_objective(
     success_threshold: float = 1.0,
     sft_token_mean: bool = True,
     clip_ratio: float = 0.2,
+    shaping_gamma: float = 0.1,
 ) -> torch.Tensor:
     """Eq. (4) on a whole batch, written the way the paper states it (the reference for tests).
+
+    Off-policy rows (LUFFY-style mixing, not part of eq. 4) are members of their prompt's group: they enter the
+    group's advantages and its per-sequence mean with :func:`shaped_objective` in place of the clipped surrogate.
 
     Args:
         log_probs / old_log_probs / ref_log_probs: lists of N (T_i,) response-token log-prob tensors;
             ``ref_log_probs=None`` means reference-free GAL.
-        roles: (N,) ROLE_MID / ROLE_TEACHER / ROLE_PAD. scores, uids: (N,) as for :func:`grade_groups`.
+        roles: (N,) ROLE_MID / ROLE_TEACHER / ROLE_OFFPOLICY / ROLE_PAD. scores, uids: (N,) as for
+            :func:`grade_groups`.
     """
     roles = np.asarray(roles)
     uids = np.asarray(uids, dtype=object)
-    mid = np.flatnonzero(roles == ROLE_MID)
+    rl = np.flatnonzero((roles == ROLE_MID) | (roles == ROLE_OFFPOLICY))
     teacher = np.flatnonzero(roles == ROLE_TEACHER)
-    mid_groups = list(dict.fromkeys(uids[mid].tolist()))
-    num_prompts = len(mid_groups) + len(teacher)
+    groups = list(dict.fromkeys(uids[rl].tolist()))
+    num_prompts = len(groups) + len(teacher)
     total = log_probs[0].sum() * 0.0
     if num_prompts == 0:
         return total
@@ -282,19 +302,20 @@ def dypo_objective(
         nll = -log_probs[i].sum()
         total = total + gamma * (nll / len(log_probs[i]) if sft_token_mean else nll)
     scores = np.asarray(scores, dtype=np.float64)
-    adv = grpo_advantages(scores[mid], uids[mid])
-    for g in mid_groups:
-        members = [j for j, i in enumerate(mid) if uids[i] == g]
-        grpo = sum(
-            clipped_surrogate(log_probs[mid[j]], old_log_probs[mid[j]], adv[j], clip_ratio, clip_ratio).mean()
-            for j in members
-        ) / len(members)
+    adv = dict(zip(rl.tolist(), grpo_advantages(scores[rl], uids[rl])))
+    for g in groups:
+        members = [i for i in rl if uids[i] == g]
+        per_sequence = [
+            clipped_surrogate(log_probs[i], old_log_probs[i], adv[i], clip_ratio, clip_ratio).mean()
+            if roles[i] == ROLE_MID
+            else shaped_objective(log_probs[i], adv[i], shaping_gamma).mean()
+            for i in members
+        ]
+        grpo = sum(per_sequence) / len(members)
+        on_policy = [i for i in members if roles[i] == ROLE_MID]
         ratios = torch.stack(
-            [
-                log_probs[mid[j]].sum() - (ref_log_probs[mid[j]].sum() if ref_log_probs is not None else 0.0)
-                for j in members
-            ]
+            [log_probs[i].sum() - (ref_log_probs[i].sum() if ref_log_probs is not None else 0.0) for i in on_policy]
         )
-        gal = gal_loss(ratios, scores[mid[members]], [g] * len(members), beta, success_threshold)
+        gal = gal_loss(ratios, scores[on_policy], [g] * len(on_policy), beta, success_threshold)
         total = total + grpo_weight * grpo + gal_weight * gal
     return total / num_prompts

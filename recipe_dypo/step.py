@@ -15,8 +15,19 @@ import torch
 
 from recipe_dypo.config import DypoConfig
 from recipe_dypo.gating import DROP, EASY, EASY_ROUTES, HARD, HARD_ROUTES, MID, RL, SFT, grade_groups, group_ids
-from recipe_dypo.losses import ROLE_MID, ROLE_PAD, ROLE_TEACHER, RowCoefficients, gal_statistics, row_coefficients
+from recipe_dypo.losses import (
+    ROLE_MID,
+    ROLE_OFFPOLICY,
+    ROLE_PAD,
+    ROLE_TEACHER,
+    RowCoefficients,
+    gal_statistics,
+    row_coefficients,
+)
 from recipe_dypo.teachers import Teacher, TeacherSampler, extract_teachers
+
+# Reward of a teacher row mixed into a group: teacher solutions are correct (binary correctness reward).
+TEACHER_SCORE = 1.0
 
 
 @dataclass
@@ -29,30 +40,36 @@ class RegroupPlan:
     labels: np.ndarray  # (N,) "easy" / "mid" / "hard"
     rl_rows: list[int]  # rollouts that train as RL rows: mid groups (plus easy / hard groups routed to "rl")
     dropped_rows: list[int]  # all other rollouts (easy groups and the rollouts of hard prompts, by default)
-    hard_groups: dict[str, list[int]]  # uid -> its rollout rows, for hard prompts that get a teacher row
+    teacher_groups: dict[str, list[int]]  # uid -> its rollout rows, for prompts that get a teacher row
     metrics: dict = field(default_factory=dict)
 
 
-def plan_regroup(scores, uids, success_threshold: float = 1.0, easy: str = DROP, hard: str = SFT) -> RegroupPlan:
+def plan_regroup(
+    scores, uids, success_threshold: float = 1.0, easy: str = DROP, hard: str = SFT, mix_teachers: bool = False
+) -> RegroupPlan:
     """Grade groups and decide the regrouped batch (paper eq. 4: easy dropped, hard -> SFT, mid -> GRPO + GAL).
 
     Args:
         scores: (N,) rollout scores. uids: (N,) prompt group ids.
         easy: "drop" (paper) or "rl" (keep the group as RL rows; its GRPO advantages are 0, as in plain GRPO).
         hard: "sft" (paper: one teacher row replaces the rollouts), "rl" (keep the rollouts, advantage 0) or "drop".
+        mix_teachers: LUFFY-style mixing: every prompt gets a teacher row that joins its group (needs both
+            easy and hard routed to "rl").
     """
     if easy not in EASY_ROUTES or hard not in HARD_ROUTES:
         raise ValueError(f"routes must be easy in {EASY_ROUTES} and hard in {HARD_ROUTES}, got {easy=} {hard=}")
+    if mix_teachers and (easy, hard) != (RL, RL):
+        raise ValueError(f"teacher mixing keeps every group: needs easy=rl and hard=rl, got {easy=} {hard=}")
     scores = np.asarray(scores, dtype=np.float64)
     uids = np.asarray(uids, dtype=object)
     labels = grade_groups(scores, uids, success_threshold)
     unique, group_of_row = group_ids(uids)
     group_label = np.empty(len(unique), dtype=object)
     group_label[group_of_row] = labels
-    hard_groups: dict[str, list[int]] = {}
-    if hard == SFT:
-        for row in np.flatnonzero(labels == HARD):
-            hard_groups.setdefault(str(uids[row]), []).append(int(row))
+    teacher_groups: dict[str, list[int]] = {}
+    if hard == SFT or mix_teachers:
+        for row in np.flatnonzero(labels == HARD) if not mix_teachers else range(len(labels)):
+            teacher_groups.setdefault(str(uids[row]), []).append(int(row))
     keep = (labels == MID) | ((labels == EASY) & (easy == RL)) | ((labels == HARD) & (hard == RL))
     n_prompts = max(len(unique), 1)
     metrics = {
@@ -68,7 +85,7 @@ def plan_regroup(scores, uids, success_threshold: float = 1.0, easy: str = DROP,
         labels=labels,
         rl_rows=np.flatnonzero(keep).tolist(),
         dropped_rows=np.flatnonzero(~keep).tolist(),
-        hard_groups=hard_groups,
+        teacher_groups=teacher_groups,
         metrics=metrics,
     )
 
@@ -106,7 +123,7 @@ def choose_teacher(row_fields: dict, sampler: TeacherSampler, cfg: DypoConfig) -
 
 @dataclass
 class TeacherRows:
-    """One teacher row per hard prompt that has a teacher; ``sources[j]`` indexes the template of ``rows[j]``."""
+    """One teacher row per prompt that has a teacher; ``sources[j]`` indexes the template of ``rows[j]``."""
 
     sources: list[int]
     rows: list[dict]
@@ -125,10 +142,11 @@ class TeacherRows:
 
 
 def build_teacher_rows(templates: list[dict], sampler: TeacherSampler, cfg: DypoConfig, tokenize, draws: Counter):
-    """Draw a teacher for each hard prompt, tokenise all draws in one batch and build their rows.
+    """Draw a teacher for each prompt, tokenise all draws in one batch and build their rows.
 
     Args:
-        templates: one rollout's field dict per hard prompt (its prompt tokens and teacher fields are used).
+        templates: one rollout's field dict per prompt needing a teacher row (hard prompts; every prompt when
+            mixing); its prompt tokens and teacher fields are used.
         tokenize: ``texts -> [(ids, truncated)]``, e.g. :func:`teacher_response_ids` or a cached version of it.
         draws: per-teacher draw counter, updated in place.
 
@@ -145,7 +163,7 @@ def build_teacher_rows(templates: list[dict], sampler: TeacherSampler, cfg: Dypo
     for (i, teacher), (ids, was_cut) in zip(drawn, tokens):
         truncated += was_cut
         draws[teacher.name] += 1
-        rows.append(teacher_row(templates[i], ids))
+        rows.append(teacher_row(templates[i], ids, score=TEACHER_SCORE if cfg.offpolicy_mixing else 0.0))
     return TeacherRows(
         sources=[i for i, _ in drawn],
         rows=rows,
@@ -174,12 +192,14 @@ def teacher_response_ids(tokenizer, texts: list[str], max_tokens: int) -> list[t
     return out
 
 
-def teacher_row(template: dict, response_ids: list[int]) -> dict:
+def teacher_row(template: dict, response_ids: list[int], score: float = 0.0) -> dict:
     """A trajectory for the teacher solution, built from token ids (never decoded by a rollout engine).
 
     Args:
         template: one rollout of the same prompt (verl's per-trajectory field dict); its prompt tokens are kept.
         response_ids: teacher token ids.
+        score: reward placed on the last token (an off-policy group member counts as a success; an SFT row's
+            reward is never read).
 
     Returns:
         A new field dict with response tensors, masks and positions for ``prompts + teacher response``.
@@ -201,6 +221,7 @@ def teacher_row(template: dict, response_ids: list[int]) -> dict:
         loss_mask=response_mask,
         rm_scores=torch.zeros(len(responses), dtype=torch.float32),
     )
+    row["rm_scores"][-1] = score
     if "rollout_log_probs" in template:
         row["rollout_log_probs"] = torch.zeros(len(responses), dtype=torch.float32)
     # Per-token side data of the rollout does not apply to the teacher's tokens.
@@ -215,13 +236,13 @@ def _copy(value):
     return copy.deepcopy(value)
 
 
+TAG_ROLES = {"teacher": ROLE_TEACHER, "offpolicy": ROLE_OFFPOLICY}
+
+
 def row_roles(tags: list[dict]) -> np.ndarray:
-    """Roles from trajectory tags: verl's padding rows, DYPO teacher rows, and mid rollouts."""
+    """Roles from trajectory tags: verl's padding rows, DYPO teacher rows (SFT or off-policy), and RL rollouts."""
     return np.array(
-        [
-            ROLE_PAD if t.get("is_padding", False) else ROLE_TEACHER if t.get("dypo_role") == "teacher" else ROLE_MID
-            for t in tags
-        ],
+        [ROLE_PAD if t.get("is_padding", False) else TAG_ROLES.get(t.get("dypo_role"), ROLE_MID) for t in tags],
         dtype=np.int64,
     )
 
@@ -271,11 +292,12 @@ def step_coefficients(
     )
     mid = roles == ROLE_MID
     teacher = roles == ROLE_TEACHER
-    trained = int(mid.sum() + teacher.sum())
+    offline = teacher | (roles == ROLE_OFFPOLICY)
+    trained = int(mid.sum() + offline.sum())
     metrics = {
         "dypo/trained_prompts": float(coefs.num_prompts),
         "dypo/trained_rows": float(trained),
-        "dypo/offline_data_ratio": float(teacher.sum() / trained) if trained else 0.0,
+        "dypo/offline_data_ratio": float(offline.sum() / trained) if trained else 0.0,
         "dypo/padding_rows": float((roles == ROLE_PAD).sum()),
     }
     lengths = torch.as_tensor(np.asarray(response_lengths, dtype=np.float64)).clamp(min=1)

@@ -32,7 +32,7 @@ from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
 from verl.utils.config import omega_conf_to_dataclass
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
-from recipe_dypo.actor_loss import COEF_FIELDS, TOTAL_ROWS_KEY, dypo_actor_loss
+from recipe_dypo.actor_loss import COEF_FIELDS, SHAPING_GAMMA_KEY, TOTAL_ROWS_KEY, dypo_actor_loss
 from recipe_dypo.config import check_verl_config
 from recipe_dypo.losses import ROLE_MID, ROLE_PAD
 from recipe_dypo.step import (
@@ -159,31 +159,37 @@ class DypoTrainer(PPOTrainerSync):
         uids = np.array([str(u) for u in data["uid"]], dtype=object)
         scores = nested_row_sums(data["rm_scores"]).numpy()
         plan = plan_regroup(
-            scores, uids, self.dypo.success_threshold, easy=self.dypo.easy_groups, hard=self.dypo.hard_groups
+            scores,
+            uids,
+            self.dypo.success_threshold,
+            easy=self.dypo.easy_groups,
+            hard=self.dypo.hard_groups,
+            mix_teachers=self.dypo.offpolicy_mixing,
         )
         metrics.update(plan.metrics)
 
         teacher_keys, teacher_tags = [], []
         built = TeacherRows(sources=[], rows=[], teachers=[], no_teacher=0, truncated=0)
-        if plan.hard_groups:
-            rep_rows = [rows[0] for rows in plan.hard_groups.values()]
+        if plan.teacher_groups:
+            rep_rows = [rows[0] for rows in plan.teacher_groups.values()]
             fetched = tq.kv_batch_get(keys=[batch.keys[r] for r in rep_rows], partition_id=pid)
             templates = [{k: _unwrap(v) for k, v in fetched[i].items()} for i in range(len(rep_rows))]
             self._wait_for_prefetch()
             built = build_teacher_rows(
                 templates, self.teacher_sampler, self.dypo, self._teacher_tokens, self.teacher_draws
             )
-            hard_uids = list(plan.hard_groups)
+            group_uids = list(plan.teacher_groups)
+            role = "offpolicy" if self.dypo.offpolicy_mixing else "teacher"
             for i, fields, teacher in zip(built.sources, built.rows, built.teachers):
                 tag = dict(batch.tags[rep_rows[i]])
                 tag.update(
                     prompt_len=len(fields["prompts"]),
                     response_len=len(fields["responses"]),
                     seq_len=len(fields["input_ids"]),
-                    dypo_role="teacher",
+                    dypo_role=role,
                     dypo_teacher=teacher.name,
                 )
-                teacher_keys.append(f"{hard_uids[i]}_teacher_0")
+                teacher_keys.append(f"{group_uids[i]}_teacher_0")
                 teacher_tags.append(tag)
         teacher_fields = built.rows
         no_teacher = built.no_teacher
@@ -272,6 +278,7 @@ class DypoTrainer(PPOTrainerSync):
             return batch
         metrics["dypo/skipped_update"] = 0.0
         batch.extra_info[TOTAL_ROWS_KEY] = len(batch)
+        batch.extra_info[SHAPING_GAMMA_KEY] = self.dypo.shaping_gamma
         return super()._update_actor(batch, metrics)
 
     # ------------------------------------------------------------------ resume

@@ -12,18 +12,21 @@ import torch
 from tensordict import TensorDict
 
 from recipe_dypo import core_algos  # noqa: F401  (registers the dypo estimator and policy loss)
-from recipe_dypo.actor_loss import dypo_actor_loss
+from recipe_dypo.actor_loss import COEF_FIELDS, dypo_actor_loss
 from recipe_dypo.gating import grade_groups
 from recipe_dypo.losses import (
     ROLE_MID,
+    ROLE_OFFPOLICY,
     ROLE_PAD,
     ROLE_TEACHER,
     dypo_objective,
     gal_loss,
     row_coefficients,
+    shaped_objective,
 )
 
 V = 11  # vocabulary of the bigram toy policy
+SHAPING_GAMMA = 0.07  # not the default 0.1, so the test sees the value travel through the TensorDict
 
 
 def seq_log_probs(theta, tokens):
@@ -32,9 +35,19 @@ def seq_log_probs(theta, tokens):
     return torch.cat([logp, logp.new_zeros(1)])
 
 
-def make_batch(seed, n_mid_groups=3, k=4, n_teacher=2, n_pad=2):
+def make_batch(seed, n_mid_groups=3, k=4, n_teacher=2, n_pad=2, n_mixed_groups=0):
+    """Mid groups, SFT teacher rows, padding; ``n_mixed_groups`` adds LUFFY-style groups: k on-policy rollouts
+    (all correct, all wrong or mixed) plus one off-policy teacher row with score 1 in the same group."""
     g = torch.Generator().manual_seed(seed)
     rows = []
+    for q in range(n_mixed_groups):
+        prompt = torch.randint(0, V, (3,), generator=g)
+        scores = [[1.0] * k, [0.0] * k, [1.0] + [0.0] * (k - 1)][q % 3]
+        for i in range(k):
+            resp = torch.randint(0, V, (int(torch.randint(1, 7, (1,), generator=g)),), generator=g)
+            rows.append(dict(prompt=prompt, response=resp, score=scores[i], uid=f"x{q}", role=ROLE_MID))
+        resp = torch.randint(0, V, (int(torch.randint(2, 9, (1,), generator=g)),), generator=g)
+        rows.append(dict(prompt=prompt, response=resp, score=1.0, uid=f"x{q}", role=ROLE_OFFPOLICY))
     for q in range(n_mid_groups):
         prompt = torch.randint(0, V, (int(torch.randint(2, 5, (1,), generator=g)),), generator=g)
         scores = [1.0, 0.0] + [float(torch.randint(0, 2, (1,), generator=g)) for _ in range(k - 2)]
@@ -95,16 +108,19 @@ def micro_batch(rows, idx, theta, old_lp, adv, coefs, dp_size, total_rows):
             "response_mask": nested(resp_mask),
             "old_log_probs": nested([old_lp[i] for i in idx]),
             "advantages": nested([adv[i] for i in idx]),
-            "dypo_pg_coef": coefs.pg[idx],
-            "dypo_sft_coef": coefs.sft[idx],
-            "dypo_gal_coef": coefs.gal[idx],
+            **{name: getattr(coefs, name.split("_")[1])[idx] for name in COEF_FIELDS},
         },
         batch_size=[len(idx)],
     )
     from verl.utils import tensordict_utils as tu
 
     tu.assign_non_tensor(
-        td, dp_size=dp_size, batch_num_tokens=batch_num_tokens, global_batch_size=len(rows), dypo_total_rows=total_rows
+        td,
+        dp_size=dp_size,
+        batch_num_tokens=batch_num_tokens,
+        global_batch_size=len(rows),
+        dypo_total_rows=total_rows,
+        dypo_shaping_gamma=SHAPING_GAMMA,
     )
     return td, {"log_probs": log_probs}
 
@@ -164,6 +180,7 @@ def reference_gradient(rows, theta_old, ref_theta, weights, gal_reference=True, 
         gal_weight=weights[1],
         beta=beta,
         gamma=gamma,
+        shaping_gamma=SHAPING_GAMMA,
     )
     (grad,) = torch.autograd.grad(loss, theta)
     return grad
@@ -185,6 +202,31 @@ def test_sharded_gradient_equals_full_batch(actor_config, dp_size, seed, weights
     got = sharded_gradient(rows, theta_old, ref_theta, actor_config, dp_size, seed + 10, weights, **kw)
     assert want.abs().max() > 1e-3  # a real gradient, not a vacuous zero
     torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("dp_size", [1, 3])
+def test_sharded_gradient_with_offpolicy_rows_equals_full_batch(actor_config, dp_size):
+    """LUFFY-style groups (a teacher row inside the group, shaped loss, easy/hard groups kept) are exact too."""
+    torch.manual_seed(7)
+    theta_old = torch.randn(V, V, dtype=torch.float64)
+    ref_theta = theta_old + 0.3 * torch.randn(V, V, dtype=torch.float64)
+    rows = make_batch(7, n_mid_groups=2, n_teacher=1, n_mixed_groups=3)
+    assert sum(r["role"] == ROLE_OFFPOLICY for r in rows) == 3
+    want = reference_gradient(rows, theta_old, ref_theta, (1.0, 0.0))
+    got = sharded_gradient(rows, theta_old, ref_theta, actor_config, dp_size, 11, (1.0, 0.0))
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    # The off-policy rows matter: without them the gradient differs.
+    plain = [r for r in rows if r["role"] != ROLE_OFFPOLICY]
+    assert (reference_gradient(plain, theta_old, ref_theta, (1.0, 0.0)) - want).abs().max() > 1e-3
+
+
+def test_shaped_objective_values():
+    """-A * p / (p + gamma) and its derivative -A * gamma * p / (p + gamma)^2 with respect to log p."""
+    log_p = torch.tensor([np.log(0.3)], dtype=torch.float64, requires_grad=True)
+    loss = shaped_objective(log_p, torch.tensor([2.0], dtype=torch.float64), shaping_gamma=0.1)
+    (grad,) = torch.autograd.grad(loss.sum(), log_p)
+    torch.testing.assert_close(loss, torch.tensor([-1.5], dtype=torch.float64))
+    torch.testing.assert_close(grad, torch.tensor([-0.375], dtype=torch.float64))
 
 
 def test_gal_part_alone_matches_gal_loss(actor_config):

@@ -42,8 +42,7 @@ class FakeActorGroup:
         self._dispatch_info = {"actor": list(range(dp_size))}
 
 
-@pytest.fixture()
-def trainer(tq_env):
+def build_trainer(*overrides):
     import recipe_dypo.trainer as dypo_trainer
     from recipe_dypo.tokenizer_files import load_qwen_tokenizer
 
@@ -54,6 +53,7 @@ def trainer(tq_env):
             "actor_rollout_ref.actor.ppo_mini_batch_size=1",
             "data.max_response_length=16",
             "dypo.validate_data=false",
+            *overrides,
         ]
     )
     t = dypo_trainer.DypoTrainer(config)
@@ -61,6 +61,11 @@ def trainer(tq_env):
     t.actor_rollout_wg = FakeActorGroup(dp_size=2)
     t.global_steps = 7
     return t
+
+
+@pytest.fixture()
+def trainer(tq_env):
+    return build_trainer()
 
 
 def rollout(tq, uid, scores, extra_info, prompt_len=5, seed=0):
@@ -318,3 +323,84 @@ def test_teacher_tokens_are_prefetched_while_the_rollout_runs(trainer, tq_env):
         ids, truncated = trainer._teacher_token_cache[text]
         assert trainer.tokenizer.decode(ids) == text + trainer.tokenizer.eos_token and not truncated
     tq_env.kv_clear(keys=["p1", "p2"], partition_id="train")
+
+
+def write_log_probs(tq, batch, seed=1):
+    """What verl's _compute_old_log_prob / _compute_ref_log_prob write."""
+    from verl.utils.tensordict_utils import list_of_dict_to_tensordict
+
+    data = tq.kv_batch_get(keys=batch.keys, partition_id="train", select_fields=["responses"])
+    g = torch.Generator().manual_seed(seed)
+    old = [-torch.rand(len(r), generator=g) for r in data["responses"].unbind()]
+    tq.kv_batch_put(
+        keys=batch.keys,
+        partition_id="train",
+        fields=list_of_dict_to_tensordict([{"old_log_probs": o, "ref_log_prob": o.clone()} for o in old]),
+    )
+
+
+def test_hpt_switch_keeps_easy_groups_and_replaces_hard_ones(tq_env):
+    tq = tq_env
+    t = build_trainer("+preset=hpt_switch")
+    batch = make_batch(tq, [("he", [1, 1, 1, 1], {}), ("hh", [0, 0, 0, 0], TEACHERS), ("hm", [1, 0, 0, 0], {})])
+    metrics = {}
+    out = t._balance_batch(batch, metrics)
+    real = sorted(k for k, tag in zip(out.keys, out.tags) if not tag.get("is_padding"))
+    assert real == sorted([f"he_{i}_0" for i in range(4)] + [f"hm_{i}_0" for i in range(4)] + ["hh_teacher_0"])
+    assert metrics["dypo/dropped_rollouts"] == 4
+    write_log_probs(tq, out)
+    t._compute_advantage(out, metrics)
+    got = tq.kv_batch_get(keys=out.keys, partition_id="train", select_fields=["dypo_pg_coef", "advantages"])
+    by_key = dict(zip(out.keys, zip(got["dypo_pg_coef"].tolist(), got["advantages"].unbind())))
+    # easy rows train as RL rows with advantage 0 and count as a prompt: Q = 3 (easy, mid, hard)
+    assert metrics["dypo/trained_prompts"] == 3
+    assert by_key["he_0_0"][0] == pytest.approx(1.0 / (3 * 4 * 3)) and float(by_key["he_0_0"][1].abs().sum()) == 0
+    assert by_key["hm_0_0"][1][0] > 0
+    tq.kv_clear(keys=out.keys, partition_id="train")
+
+
+def test_luffy_mixing_puts_one_teacher_row_in_every_group(tq_env):
+    from recipe_dypo.actor_loss import COEF_FIELDS
+
+    tq = tq_env
+    t = build_trainer("+preset=luffy_mix", f"actor_rollout_ref.rollout.n={K}")
+    batch = make_batch(tq, [("le", [1, 1, 1, 1], TEACHERS), ("lh", [0, 0, 0, 0], TEACHERS), ("lm", [1, 0, 0, 0], {})])
+    metrics = {}
+    out = t._balance_batch(batch, metrics)
+    real = {k: tag for k, tag in zip(out.keys, out.tags) if not tag.get("is_padding")}
+    assert {k for k, tag in real.items() if tag.get("dypo_role") == "offpolicy"} == {"le_teacher_0", "lh_teacher_0"}
+    assert len(real) == 12 + 2 and metrics["dypo/hard_without_teacher"] == 1  # "lm" has no teacher: counted
+    row = tq.kv_batch_get(keys=["lh_teacher_0"], partition_id="train")[0]
+    assert float(row["rm_scores"][-1]) == 1.0 and float(row["rm_scores"].sum()) == 1.0  # teacher = a success
+    write_log_probs(tq, out)
+    t._compute_advantage(out, metrics)
+    got = tq.kv_batch_get(keys=out.keys, partition_id="train", select_fields=list(COEF_FIELDS) + ["advantages"])
+    rows = {k: i for i, k in enumerate(out.keys)}
+    adv = {k: got["advantages"][rows[k]] for k in real}
+    # hard group + teacher: the teacher is the only success (positive advantage), rollouts are pushed down
+    assert float(adv["lh_teacher_0"][0]) > 0 and all(float(adv[f"lh_{i}_0"][0]) < 0 for i in range(4))
+    assert all(float(adv[k].abs().sum()) == 0 for k in real if k.startswith("le"))  # all successes
+    off = got["dypo_offpolicy_coef"]
+    pg = got["dypo_pg_coef"]
+    q = 3  # groups le, lh, lm
+    n_teacher = len(row["responses"])
+    assert float(off[rows["lh_teacher_0"]]) == pytest.approx(1.0 / (q * 5 * n_teacher), rel=1e-6)
+    assert float(pg[rows["lh_teacher_0"]]) == 0 and float(off[rows["lh_0_0"]]) == 0
+    assert float(pg[rows["lm_0_0"]]) == pytest.approx(1.0 / (q * 4 * 3), rel=1e-6)  # no teacher: group of 4
+    assert metrics["dypo/offline_data_ratio"] == pytest.approx(2 / 14)
+    tq.kv_clear(keys=out.keys, partition_id="train")
+
+
+def test_teacher_names_select_the_drawn_teacher(tq_env):
+    from recipe_dypo.trainer import check_teacher_names
+
+    tq = tq_env
+    t = build_trainer("dypo.teacher_names=[verbose]")
+    batch = make_batch(tq, [(f"n{j}", [0, 0, 0, 0], TEACHERS) for j in range(6)])
+    metrics = {}
+    out = t._balance_batch(batch, metrics)
+    assert metrics["dypo/teacher_rows"] == 6 and metrics["dypo/teacher_draws/verbose"] == 6
+    assert "dypo/teacher_draws/concise" not in metrics
+    tq.kv_clear(keys=out.keys, partition_id="train")
+    with pytest.raises(ValueError, match=r"\['verbos'\] not found in train.parquet; teachers there"):
+        check_teacher_names("train.parquet", ["verbos"], {"verbose": 10, "concise": 10})

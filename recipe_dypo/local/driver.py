@@ -145,16 +145,22 @@ class LocalDypoTrainer:
         scores = np.array([float(r["rm_scores"].sum()) for r in rollouts])
         uids = np.array([r["uid"] for r in rollouts], dtype=object)
         plan = plan_regroup(
-            scores, uids, self.dypo.success_threshold, easy=self.dypo.easy_groups, hard=self.dypo.hard_groups
+            scores,
+            uids,
+            self.dypo.success_threshold,
+            easy=self.dypo.easy_groups,
+            hard=self.dypo.hard_groups,
+            mix_teachers=self.dypo.offpolicy_mixing,
         )
         metrics = dict(plan.metrics)
         if self.run.algo == "grpo":  # the baseline trains every group; all-wrong groups get advantage 0
             return StepBatch(list(rollouts), [{} for _ in rollouts], metrics | {"dypo/teacher_rows": 0.0})
         tokenize = partial(teacher_response_ids, self.tokenizer, max_tokens=self.dypo.max_teacher_tokens)
-        templates = [rollouts[rows[0]] for rows in plan.hard_groups.values()]
+        templates = [rollouts[rows[0]] for rows in plan.teacher_groups.values()]
         built = build_teacher_rows(templates, self.teacher_sampler, self.dypo, tokenize, self.teacher_draws)
         teacher_rows = built.rows
-        teacher_tags = [{"dypo_role": "teacher", "dypo_teacher": t.name} for t in built.teachers]
+        role = "offpolicy" if self.dypo.offpolicy_mixing else "teacher"
+        teacher_tags = [{"dypo_role": role, "dypo_teacher": t.name} for t in built.teachers]
         metrics.update(built.metrics(len(plan.dropped_rows), self.teacher_draws))
         rows = [rollouts[r] for r in plan.rl_rows] + teacher_rows
         tags = [{} for _ in plan.rl_rows] + teacher_tags

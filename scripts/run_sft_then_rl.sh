@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Baseline "SFT->RL" (sequential pipeline): stage 1 = scripts/run_sft.sh (verl SFT on the teacher solutions),
+# stage 2 = scripts/run_grpo.sh (plain verl GRPO) starting from stage 1's last checkpoint in Hugging Face format
+# (<SFT_CKPT_DIR>/global_step_N/huggingface, written because sft_trainer.yaml saves hf_model).
+#   DRY_RUN=1 bash scripts/run_sft_then_rl.sh        # resolves both stages' configs
+#   STAGES=rl bash scripts/run_sft_then_rl.sh         # stage 2 only, from the existing SFT checkpoints
+# Overrides after the script name go to stage 2 (GRPO); SFT_ARGS="key=value ..." go to stage 1.
+source "$(dirname "$0")/_dypo_common.sh"
+STAGES="${STAGES:-sft,rl}"
+export SFT_CKPT_DIR="${SFT_CKPT_DIR:-checkpoints/sft-for-rl-$MODEL}"
+read -r -a sft_args <<< "${SFT_ARGS:-}"
+
+if [[ ",$STAGES," == *",sft,"* ]]; then
+  echo "== stage 1: SFT -> $SFT_CKPT_DIR" >&2
+  sft_launch "sft-for-rl-$MODEL" "${sft_args[@]}"
+fi
+if [[ ",$STAGES," == *",rl,"* ]]; then
+  if is_dry_run; then
+    SFT_MODEL="$SFT_CKPT_DIR/global_step_LAST/huggingface"
+  else
+    SFT_MODEL="$("$PYTHON" -c 'import sys
+from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
+path = find_latest_ckpt_path(sys.argv[1])
+sys.exit(f"no SFT checkpoint under {sys.argv[1]}; run stage 1 (STAGES=sft) first") if path is None else print(path)
+' "$SFT_CKPT_DIR")/huggingface"
+    [[ -f "$SFT_MODEL/config.json" ]] || { echo "stage 2: $SFT_MODEL has no config.json (was hf_model saved?)" >&2; exit 1; }
+  fi
+  echo "== stage 2: GRPO from $SFT_MODEL" >&2
+  MODEL_PATH="$SFT_MODEL"
+  rl_launch grpo_trainer "${EXP_NAME:-sft-then-grpo-$MODEL}" "$@"
+fi
