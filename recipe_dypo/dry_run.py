@@ -67,6 +67,11 @@ def dry_run_sft(config) -> None:
     print_config(config)
     for section in ("engine", "optim", "checkpoint", "profiler"):
         omega_conf_to_dataclass(config[section])
+    custom = config.data.get("custom_cls") or {}
+    if custom.get("path"):
+        from verl.utils.import_utils import load_extern_object
+
+        load_extern_object(custom.path, custom.name)  # the dataset class verl's SFT trainer will build
     data, trainer = config.data, config.trainer
     world = trainer.nnodes * trainer.n_gpus_per_node
     if data.train_batch_size % world:
