@@ -150,3 +150,22 @@ def test_sft_rows_are_tokenised_like_dypo_teacher_rows(toy_train, tmp_path):
     # so verl's per-turn rendering does not match the whole conversation and the row is refused.
     with pytest.raises(AssertionError, match="ignore_input_ids_mismatch"):
         MultiTurnSFTDataset(str(tmp_path / "sft.parquet"), tokenizer, config)[5]
+
+
+def test_every_table_row_we_train_has_a_script_and_every_script_a_row():
+    import re
+
+    from recipe_dypo.paper_results import EXTRA_RUNS, TRAINING_RUNS, get_table
+
+    used = set()
+    for key, runs in TRAINING_RUNS.items():
+        table = get_table(key)
+        for method, command in runs.items():
+            assert table.row(method) is not None, f"{key}: no paper row named {method!r}"
+            script = re.search(r"scripts/(\S+\.sh)", command).group(1)
+            assert (REPO / "scripts" / script).is_file(), command
+            used.add(script)
+    used |= {re.search(r"scripts/(\S+\.sh)", c).group(1) for c in EXTRA_RUNS.values()}
+    training_scripts = {p.name for p in (REPO / "scripts").glob("run_*.sh") if "megatron" not in p.name}
+    assert training_scripts == used
+    assert len(TRAINING_RUNS["table5"]) == 9 and all(get_table(5).row(m) for m in TRAINING_RUNS["table5"])

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from recipe_dypo.eval import metrics
-from recipe_dypo.paper_results import PaperRow, PaperTable, _norm
+from recipe_dypo.paper_results import TRAINING_RUNS, PaperRow, PaperTable, _norm
 
 TODO_CELL = "TODO"
 EMPTY_CELL = "–"
@@ -211,6 +211,10 @@ def render_markdown(table: PaperTable, runs: Sequence[MeasuredRun] = ()) -> str:
         lines.append(
             "| " + " | ".join([f"Δ {row.label}", "difference", f"measured − paper ({target})"] + dcells) + " |"
         )
+    runs_here = TRAINING_RUNS.get(table.key, {})
+    if runs_here:
+        lines += ["", "Rows this project trains (then scripts/eval.sh, and --measured DIR@<row name> here):", ""]
+        lines += [f"- {method}: `{command}`" for method, command in runs_here.items()]
     lines.append("")
     return "\n".join(lines)
 

@@ -105,6 +105,8 @@ class LocalDypoTrainer:
         self.run = run
         self.config = verl_config
         self.dypo = DypoConfig.from_config(OmegaConf.to_container(verl_config.dypo, resolve=True))
+        if self.dypo.offpolicy_mixing:
+            raise ValueError("the CPU driver runs DYPO and GRPO only; the LUFFY-style baseline runs on verl")
         self.actor_config = omega_conf_to_dataclass(verl_config.actor_rollout_ref.actor)
         self.model, self.ref_model, self.tokenizer = model, ref_model, tokenizer
         self.teacher_sampler = TeacherSampler(self.dypo.seed)
