@@ -90,6 +90,18 @@ def plan_regroup(
     )
 
 
+def plan_step(scores, uids, cfg: DypoConfig) -> RegroupPlan:
+    """:func:`plan_regroup` with the routes and threshold of the ``dypo`` config section."""
+    return plan_regroup(
+        scores,
+        uids,
+        cfg.success_threshold,
+        easy=cfg.easy_groups,
+        hard=cfg.hard_groups,
+        mix_teachers=cfg.offpolicy_mixing,
+    )
+
+
 @dataclass
 class TeacherChoice:
     teacher: Teacher | None  # None: the prompt has no teacher solution (counted, skipped)

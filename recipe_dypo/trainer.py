@@ -39,7 +39,7 @@ from recipe_dypo.step import (
     TeacherRows,
     build_teacher_rows,
     check_finite,
-    plan_regroup,
+    plan_step,
     row_roles,
     step_coefficients,
     teacher_response_ids,
@@ -158,14 +158,7 @@ class DypoTrainer(PPOTrainerSync):
         data = tq.kv_batch_get(keys=batch.keys, partition_id=pid, select_fields=["uid", "rm_scores"])
         uids = np.array([str(u) for u in data["uid"]], dtype=object)
         scores = nested_row_sums(data["rm_scores"]).numpy()
-        plan = plan_regroup(
-            scores,
-            uids,
-            self.dypo.success_threshold,
-            easy=self.dypo.easy_groups,
-            hard=self.dypo.hard_groups,
-            mix_teachers=self.dypo.offpolicy_mixing,
-        )
+        plan = plan_step(scores, uids, self.dypo)
         metrics.update(plan.metrics)
 
         teacher_keys, teacher_tags = [], []

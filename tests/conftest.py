@@ -8,7 +8,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_BENCHMARKS = REPO.parent / "shared" / "benchmarks"
+# The real benchmark files (never copied into the repo): ../shared/benchmarks, or $DYPO_SHARED_BENCHMARKS.
+SHARED_BENCHMARKS = Path(os.environ.get("DYPO_SHARED_BENCHMARKS", REPO.parent / "shared" / "benchmarks"))
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 

@@ -12,6 +12,7 @@ from data_prep import add_teacher, generate_teacher_traces, prepare_eval, prepar
 from data_prep.generate_teacher_traces import GenOut
 from recipe_dypo.data_schema import make_token_counter, prompt_hash, validate_dataframe, validate_parquet
 from recipe_dypo.reward import score_batch
+from tests.conftest import SHARED_BENCHMARKS
 
 REPO = Path(__file__).resolve().parents[1]
 THINK_OK = "<think>\nlet me compute\n</think>\nThe answer is \\boxed{{{}}}."
@@ -255,7 +256,7 @@ EXPECTED_SIZES = {"aime24": 30, "aime25": 30, "amc": 83, "math500": 500, "minerv
 
 @pytest.fixture(scope="module")
 def eval_dir(tmp_path_factory):
-    shared = REPO.parent / "shared" / "benchmarks"
+    shared = SHARED_BENCHMARKS
     if not shared.is_dir():
         pytest.skip(f"benchmark files not found at {shared} (they live in ../shared/benchmarks)")
     out = tmp_path_factory.mktemp("eval")
@@ -305,7 +306,7 @@ def test_eval_ground_truths_grade_100_and_perturbed_0(eval_dir):
 
 
 def test_prepare_eval_seeded_shuffle_and_hpt_source(tmp_path):
-    shared = REPO.parent / "shared" / "benchmarks"
+    shared = SHARED_BENCHMARKS
     if not shared.is_dir():
         pytest.skip(f"benchmark files not found at {shared}")
     runs = {}

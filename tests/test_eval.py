@@ -16,7 +16,7 @@ from recipe_dypo.eval import metrics
 from recipe_dypo.eval.metrics import pass_at_k
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-BENCH_DIR = os.path.abspath(os.path.join(REPO, "..", "shared", "benchmarks"))
+BENCH_DIR = os.path.abspath(os.environ.get("DYPO_SHARED_BENCHMARKS", os.path.join(REPO, "..", "shared", "benchmarks")))
 LUFFY = os.path.join(BENCH_DIR, "luffy")
 LUFFY_FILES = [os.path.join(LUFFY, f) for f in ("valid.all.parquet", "valid.arc_c.parquet", "valid.gpqa.parquet")]
 PAPER_BENCHMARKS = ["aime24", "aime25", "amc", "math500", "minerva", "arc_c", "gpqa_diamond"]

@@ -3,7 +3,7 @@
 One step, in the order of verl's ``PPOTrainer._step_once`` with the DYPO hooks of :mod:`recipe_dypo.trainer`:
 
     rollout (generate, n per prompt) -> reward (recipe_dypo.reward.compute_score)
-    -> regroup: plan_regroup, then build_teacher_rows (the trainer's teacher-row builder) for the hard groups
+    -> regroup: plan_step (plan_regroup), then build_teacher_rows (the trainer's teacher-row builder) for the hard groups
     -> old / ref log-probs (forward passes)
     -> advantages: verl's compute_advantage with the registered ``dypo`` estimator
     -> step_coefficients -> dypo_actor_loss summed over micro-batches -> AdamW step
@@ -33,7 +33,7 @@ from recipe_dypo.losses import ROLE_MID
 from recipe_dypo.reward import compute_score
 from recipe_dypo.step import (
     build_teacher_rows,
-    plan_regroup,
+    plan_step,
     row_roles,
     step_coefficients,
     teacher_response_ids,
@@ -146,14 +146,7 @@ class LocalDypoTrainer:
         """Grade groups; keep mid rollouts, replace each hard group by one teacher row, drop the rest."""
         scores = np.array([float(r["rm_scores"].sum()) for r in rollouts])
         uids = np.array([r["uid"] for r in rollouts], dtype=object)
-        plan = plan_regroup(
-            scores,
-            uids,
-            self.dypo.success_threshold,
-            easy=self.dypo.easy_groups,
-            hard=self.dypo.hard_groups,
-            mix_teachers=self.dypo.offpolicy_mixing,
-        )
+        plan = plan_step(scores, uids, self.dypo)
         metrics = dict(plan.metrics)
         if self.run.algo == "grpo":  # the baseline trains every group; all-wrong groups get advantage 0
             return StepBatch(list(rollouts), [{} for _ in rollouts], metrics | {"dypo/teacher_rows": 0.0})
