@@ -3,7 +3,7 @@
 One step, in the order of verl's ``PPOTrainer._step_once`` with the DYPO hooks of :mod:`recipe_dypo.trainer`:
 
     rollout (generate, n per prompt) -> reward (recipe_dypo.reward.compute_score)
-    -> regroup: plan_step (plan_regroup), then build_teacher_rows (the trainer's teacher-row builder) for the hard groups
+    -> regroup: plan_step (plan_regroup), then build_teacher_rows (the trainer's teacher-row builder) for hard groups
     -> old / ref log-probs (forward passes)
     -> advantages: verl's compute_advantage with the registered ``dypo`` estimator
     -> step_coefficients -> dypo_actor_loss summed over micro-batches -> AdamW step
