@@ -78,7 +78,7 @@ def dry_run_sft(config) -> None:
         raise ValueError(f"data.train_batch_size={data.train_batch_size} is not divisible by {world} GPUs")
     print(
         f"DRY_RUN ok: verl SFT trainer, {trainer.nnodes} node(s) x {trainer.n_gpus_per_node} GPU(s), "
-        f"engine={config.engine.strategy}, model={config.model.path}, data={data.train_files}, "
+        f"engine={config.engine.get('strategy', 'megatron')}, model={config.model.path}, data={data.train_files}, "
         f"lr={config.optim.lr}, epochs={trainer.total_epochs}, save_contents={list(config.checkpoint.save_contents)}"
     )
 

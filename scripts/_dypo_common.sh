@@ -87,8 +87,9 @@ sft_launch() {
   shift
   local engine_args=()
   case "$ENGINE" in
-    fsdp|fsdp2) engine_args=("engine.strategy=$ENGINE") ;;
-    megatron) engine_args=("engine=megatron" "optim=megatron" "engine.tensor_model_parallel_size=${MEGATRON_TP:-2}") ;;
+    fsdp|fsdp2) engine_args=("engine.strategy=$ENGINE" "optim.lr_scheduler_type=cosine") ;;
+    megatron) engine_args=("engine=megatron" "optim=megatron" "optim.lr_decay_style=cosine"
+                           "engine.tensor_model_parallel_size=${MEGATRON_TP:-2}") ;;
     *) echo "ENGINE must be fsdp, fsdp2 or megatron, got '$ENGINE'" >&2; return 1 ;;
   esac
   local args=(--config-path="$REPO_ROOT/configs" --config-name=sft_trainer "${engine_args[@]}"

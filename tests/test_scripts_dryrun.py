@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from omegaconf import OmegaConf
 
 from recipe_dypo.dry_run import CONFIG_BEGIN, CONFIG_END
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted(p.name for p in (REPO / "scripts").glob("run_*.sh"))
-PAPER_SETUP = yaml.safe_load((REPO / "configs" / "paper_setup.yaml").read_text())
+# OmegaConf, not PyYAML: the config says lr 1e-6, which YAML 1.1 reads as a string but OmegaConf as a float.
+PAPER_SETUP = OmegaConf.to_container(OmegaConf.load(REPO / "configs" / "paper_setup.yaml"))
 
 
 @functools.cache
@@ -134,8 +136,11 @@ def test_sft_baseline_is_verl_sft_trainer():
         2,
         8,
     )
-    cfg = resolved_config(dry_run("run_sft.sh", ENGINE="megatron").stdout)
-    assert cfg["engine"]["strategy"] == "megatron"
+    assert cfg["optim"]["lr_scheduler_type"] == "cosine"
+    out = dry_run("run_sft.sh", ENGINE="megatron")
+    cfg = resolved_config(out.stdout)
+    assert cfg["engine"]["_target_"] == "verl.workers.config.McoreEngineConfig" and "engine=megatron" in out.stdout
+    assert cfg["optim"]["lr_decay_style"] == "cosine" and cfg["engine"]["tensor_model_parallel_size"] == 2
 
 
 def test_sft_then_rl_starts_stage_2_from_the_sft_checkpoint():
