@@ -2,7 +2,8 @@
 # Baseline "SFT->RL" (sequential pipeline): stage 1 = scripts/run_sft.sh (verl SFT on the teacher solutions),
 # stage 2 = scripts/run_grpo.sh (plain verl GRPO) starting from stage 1's last checkpoint in Hugging Face format
 # (<SFT_CKPT_DIR>/global_step_N/huggingface, written because sft_trainer.yaml saves hf_model).
-#   DRY_RUN=1 bash scripts/run_sft_then_rl.sh        # resolves both stages' configs
+#   DRY_RUN=1 bash scripts/run_sft_then_rl.sh        # resolves both stages' configs (stage 2 from the real
+#                                                     # checkpoint when SFT_CKPT_DIR exists, else a placeholder)
 #   STAGES=rl bash scripts/run_sft_then_rl.sh         # stage 2 only, from the existing SFT checkpoints
 # Overrides after the script name go to stage 2 (GRPO); SFT_ARGS="key=value ..." go to stage 1.
 source "$(dirname "$0")/_dypo_common.sh"
@@ -15,12 +16,13 @@ if [[ ",$STAGES," == *",sft,"* ]]; then
   sft_launch "sft-for-rl-$MODEL" "${sft_args[@]}"
 fi
 if [[ ",$STAGES," == *",rl,"* ]]; then
-  if is_dry_run; then
-    SFT_MODEL="$SFT_CKPT_DIR/global_step_LAST/huggingface"
+  if is_dry_run && [[ ! -d "$SFT_CKPT_DIR" ]]; then
+    SFT_MODEL="$SFT_CKPT_DIR/global_step_LAST/huggingface"  # stage 1 has not run: a placeholder to resolve with
   else
-    SFT_MODEL="$("$PYTHON" -c 'import sys
+    SFT_MODEL="$("$PYTHON" -c 'import contextlib, sys
 from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
-path = find_latest_ckpt_path(sys.argv[1])
+with contextlib.redirect_stdout(sys.stderr):  # verl prints "Found checkpoint" itself
+    path = find_latest_ckpt_path(sys.argv[1])
 sys.exit(f"no SFT checkpoint under {sys.argv[1]}; run stage 1 (STAGES=sft) first") if path is None else print(path)
 ' "$SFT_CKPT_DIR")/huggingface"
     [[ -f "$SFT_MODEL/config.json" ]] || { echo "stage 2: $SFT_MODEL has no config.json (was hf_model saved?)" >&2; exit 1; }

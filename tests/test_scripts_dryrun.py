@@ -153,6 +153,23 @@ def test_sft_then_rl_starts_stage_2_from_the_sft_checkpoint():
     assert rl_only["actor_rollout_ref"]["model"]["path"] == rl["actor_rollout_ref"]["model"]["path"]
 
 
+def test_sft_then_rl_finds_the_last_sft_checkpoint(tmp_path):
+    """Stage 2 reads verl's checkpoint tracker, as it will after a real stage 1."""
+    ckpt = tmp_path / "sft"
+    (ckpt / "global_step_40" / "huggingface").mkdir(parents=True)
+    (ckpt / "global_step_40" / "huggingface" / "config.json").write_text("{}")
+    (ckpt / "latest_checkpointed_iteration.txt").write_text("40")
+    (rl,) = resolved_configs(dry_run("run_sft_then_rl.sh", STAGES="rl", SFT_CKPT_DIR=str(ckpt)).stdout)
+    assert rl["actor_rollout_ref"]["model"]["path"] == f"{ckpt}/global_step_40/huggingface"
+    uncached = _dry_run.__wrapped__  # the checkpoint folder changes between calls
+    (ckpt / "global_step_40" / "huggingface" / "config.json").unlink()
+    out = uncached("run_sft_then_rl.sh", (), (("SFT_CKPT_DIR", str(ckpt)), ("STAGES", "rl")))
+    assert out.returncode != 0 and "global_step_40/huggingface has no config.json (was hf_model saved?)" in out.stderr
+    (ckpt / "latest_checkpointed_iteration.txt").unlink()
+    out = uncached("run_sft_then_rl.sh", (), (("SFT_CKPT_DIR", str(ckpt)), ("STAGES", "rl")))
+    assert out.returncode != 0 and "no SFT checkpoint under" in out.stderr
+
+
 def test_hpt_switch_and_no_gal_presets():
     hpt = resolved_config(dry_run("run_hpt_switch.sh").stdout)
     assert (hpt["dypo"]["easy_groups"], hpt["dypo"]["hard_groups"]) == ("rl", "sft")
