@@ -257,7 +257,7 @@ class DypoTrainer(PPOTrainerSync):
             self.dypo,
         )
         metrics.update(step_metrics)
-        metrics["dypo/mid_rows"] = float((roles == ROLE_MID).sum())
+        metrics["dypo/rl_rows"] = float((roles == ROLE_MID).sum())  # on-policy RL rows (mid, or kept easy/hard)
         coef_td = TensorDict(
             {name: getattr(coefs, name.split("_")[1]).float() for name in COEF_FIELDS}, batch_size=len(keys)
         )

@@ -284,7 +284,7 @@ def coefficients_for_rows(rows: list[dict], tags: list[dict], cfg: DypoConfig):
         torch.stack([x.sum() for x in ref]) if ref is not None else None,
         cfg,
     )
-    metrics["dypo/mid_rows"] = float((roles == ROLE_MID).sum())
+    metrics["dypo/rl_rows"] = float((roles == ROLE_MID).sum())  # on-policy RL rows (mid, or kept easy/hard)
     return {name: getattr(coefs, name.split("_")[1]).float() for name in COEF_FIELDS}, metrics
 
 
