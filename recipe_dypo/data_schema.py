@@ -353,14 +353,17 @@ def validate_parquet(path, **kwargs) -> list[Issue]:
     return validate_dataframe(pd.read_parquet(path), **kwargs)
 
 
-def teacher_name_counts(path) -> dict[str, int]:
-    """How many rows of a parquet file carry a teacher of each name (for ``dypo.teacher_names`` checks)."""
+def teacher_name_counts(df) -> dict[str, int]:
+    """How many rows carry a teacher of each name (for ``dypo.teacher_names`` checks).
+
+    Args:
+        df: pandas DataFrame (as read from parquet) or an iterable of row dicts.
+    """
     from collections import Counter
 
-    import pandas as pd
-
+    rows = df.to_dict(orient="records") if hasattr(df, "to_dict") and hasattr(df, "columns") else df
     counts: Counter = Counter()
-    for row in pd.read_parquet(path).to_dict(orient="records"):
+    for row in rows:
         counts.update({t["name"] for t in get_teachers(row)[0]})
     return dict(counts)
 

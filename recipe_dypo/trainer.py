@@ -101,11 +101,14 @@ class DypoTrainer(PPOTrainerSync):
         return self.dypo.alpha, self.dypo.beta, self.dypo.gamma
 
     def _validate_train_files(self):
-        from recipe_dypo.data_schema import teacher_name_counts, validate_parquet
+        import pandas as pd
+
+        from recipe_dypo.data_schema import teacher_name_counts, validate_dataframe
 
         files = self.config.data.train_files
         for path in [files] if isinstance(files, str) else list(files):
-            problems = validate_parquet(path, max_teacher_tokens=None)
+            rows = pd.read_parquet(path)  # read once for both checks: training files are large
+            problems = validate_dataframe(rows, max_teacher_tokens=None)
             if problems:
                 shown = "\n  ".join(f"row {r} [{f}]: {why}" for r, f, why in problems[:20])
                 raise ValueError(
@@ -113,7 +116,7 @@ class DypoTrainer(PPOTrainerSync):
                     f"set dypo.validate_data=false to skip):\n  {shown}"
                 )
             if self.dypo.teacher_names is not None:
-                check_teacher_names(path, self.dypo.teacher_names, teacher_name_counts(path))
+                check_teacher_names(path, self.dypo.teacher_names, teacher_name_counts(rows))
 
     # ------------------------------------------------------------------ hook 1: regroup
     def _balance_batch(self, batch: KVBatchMeta, metrics, logging_prefix="global_seqlen", keep_minibatch=False):

@@ -72,6 +72,14 @@ def toy_train(tmp_path_factory):
     return out / "train.parquet"
 
 
+def test_teacher_name_counts_of_a_training_file(toy_train):
+    from recipe_dypo.data_schema import teacher_name_counts
+
+    df = pd.read_parquet(toy_train)
+    assert teacher_name_counts(df) == {"concise": 12, "verbose": 12}
+    assert teacher_name_counts(df.to_dict(orient="records")[:3]) == {"concise": 3, "verbose": 3}
+
+
 def test_sft_data_has_one_row_per_teacher_solution(toy_train, tmp_path, capsys):
     from data_prep.make_sft_data import main
 

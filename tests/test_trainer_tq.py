@@ -5,6 +5,7 @@ _compute_advantage. Only the GPU worker group is replaced, by the one attribute 
 from collections import Counter
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -404,3 +405,20 @@ def test_teacher_names_select_the_drawn_teacher(tq_env):
     tq.kv_clear(keys=out.keys, partition_id="train")
     with pytest.raises(ValueError, match=r"\['verbos'\] not found in train.parquet; teachers there"):
         check_teacher_names("train.parquet", ["verbos"], {"verbose": 10, "concise": 10})
+
+
+def test_start_up_checks_read_the_training_file(tq_env, tmp_path):
+    """dypo.validate_data: invalid rows and unknown teacher names stop the run before any GPU work."""
+    from data_prep.toy_data import main as toy_main
+
+    assert toy_main(["--output-dir", str(tmp_path), "--train-size", "6", "--test-size", "1"]) == 0
+    train = str(tmp_path / "train.parquet")
+    build_trainer(f"data.train_files={train}", "dypo.teacher_names=[verbose]")._validate_train_files()  # passes
+    with pytest.raises(ValueError, match=r"\['verbos'\] not found in .*train.parquet; teachers there: .*'verbose': 6"):
+        build_trainer(f"data.train_files={train}", "dypo.teacher_names=[verbos]")._validate_train_files()
+    bad = tmp_path / "bad.parquet"
+    df = pd.read_parquet(train)
+    df.loc[2, "data_source"] = None
+    df.to_parquet(bad)
+    with pytest.raises(ValueError, match=r"(?s)bad.parquet: 1 invalid row\(s\).*row 2 \[data_source\]: missing"):
+        build_trainer(f"data.train_files={bad}")._validate_train_files()
