@@ -128,6 +128,7 @@ def micro_batch(rows: int, tokens: int, seed: int = 0):
             "dypo_pg_coef": torch.rand(rows, generator=g) * 1e-4,
             "dypo_sft_coef": torch.zeros(rows),
             "dypo_gal_coef": torch.randn(rows, generator=g) * 1e-3,
+            "dypo_offpolicy_coef": torch.zeros(rows),  # DYPO has no off-policy rows (LUFFY-style mixing only)
         },
         batch_size=[rows],
     )
@@ -219,6 +220,14 @@ def main():
     print(
         f"actor loss fwd+bwd ({args.micro_rows} rows x <= {args.tokens} tokens): verl ppo_loss "
         f"{t_ppo * 1e3:7.2f} ms | DYPO loss {t_dl * 1e3:7.2f} ms | ratio {t_dl / t_ppo:.2f}x (target <= 1.2x)"
+    )
+    # LUFFY-style mixing: one row in eight is an off-policy teacher row with the policy-shaped term
+    mixed = td.clone()
+    mixed["dypo_offpolicy_coef"][: max(1, args.micro_rows // 8)] = 1e-4
+    mixed["dypo_pg_coef"][: max(1, args.micro_rows // 8)] = 0.0
+    t_mix = timed(loss_timer(dypo_actor_loss, config, mixed, leaf), args.repeat * 3)
+    print(
+        f"        with off-policy rows (LUFFY-style preset) {t_mix * 1e3:7.2f} ms | ratio {t_mix / t_ppo:.2f}x ppo_loss"
     )
 
 

@@ -78,8 +78,12 @@ def dypo_actor_loss(config, model_output, data: TensorDict, dp_group=None):
     )
     sft_loss = (coef["dypo_sft_coef"].unsqueeze(-1) * -log_prob * mask).sum() * dp_size
     gal_loss = (coef["dypo_gal_coef"].unsqueeze(-1) * (log_prob - old_log_prob) * mask).sum() * dp_size
-    shaped = shaped_objective(log_prob, data["advantages"], shaping_gamma)
-    off_loss = (coef["dypo_offpolicy_coef"].unsqueeze(-1) * shaped * mask).sum() * dp_size
+    off_coef = coef["dypo_offpolicy_coef"]
+    if bool((off_coef != 0).any()):  # only LUFFY-style mixing has off-policy rows; skip the extra graph otherwise
+        shaped = shaped_objective(log_prob, data["advantages"], shaping_gamma)
+        off_loss = (off_coef.unsqueeze(-1) * shaped * mask).sum() * dp_size
+    else:
+        off_loss = log_prob.new_zeros(())
     loss = (pg_loss + sft_loss + gal_loss + off_loss) * n_mini
 
     summed = AggregationType.SUM  # each micro-batch holds a partial sum of the step objective
