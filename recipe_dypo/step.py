@@ -66,10 +66,10 @@ def plan_regroup(
     unique, group_of_row = group_ids(uids)
     group_label = np.empty(len(unique), dtype=object)
     group_label[group_of_row] = labels
+    teacher_rows = np.arange(len(labels)) if mix_teachers else np.flatnonzero(labels == HARD) if hard == SFT else []
     teacher_groups: dict[str, list[int]] = {}
-    if hard == SFT or mix_teachers:
-        for row in np.flatnonzero(labels == HARD) if not mix_teachers else range(len(labels)):
-            teacher_groups.setdefault(str(uids[row]), []).append(int(row))
+    for row in teacher_rows:
+        teacher_groups.setdefault(str(uids[row]), []).append(int(row))
     keep = (labels == MID) | ((labels == EASY) & (easy == RL)) | ((labels == HARD) & (hard == RL))
     n_prompts = max(len(unique), 1)
     metrics = {
@@ -142,6 +142,7 @@ class TeacherRows:
     teachers: list[Teacher]
     no_teacher: int
     truncated: int
+    role: str = "teacher"  # tag dypo_role: "teacher" (SFT row) or "offpolicy" (group member, LUFFY-style mixing)
 
     def metrics(self, dropped_rollouts: int, draws: Counter) -> dict:
         return {
@@ -182,6 +183,7 @@ def build_teacher_rows(templates: list[dict], sampler: TeacherSampler, cfg: Dypo
         teachers=[t for _, t in drawn],
         no_teacher=len(templates) - len(drawn),
         truncated=truncated,
+        role="offpolicy" if cfg.offpolicy_mixing else "teacher",
     )
 
 

@@ -175,14 +175,13 @@ class DypoTrainer(PPOTrainerSync):
                 templates, self.teacher_sampler, self.dypo, self._teacher_tokens, self.teacher_draws
             )
             group_uids = list(plan.teacher_groups)
-            role = "offpolicy" if self.dypo.offpolicy_mixing else "teacher"
             for i, fields, teacher in zip(built.sources, built.rows, built.teachers):
                 tag = dict(batch.tags[rep_rows[i]])
                 tag.update(
                     prompt_len=len(fields["prompts"]),
                     response_len=len(fields["responses"]),
                     seq_len=len(fields["input_ids"]),
-                    dypo_role=role,
+                    dypo_role=built.role,
                     dypo_teacher=teacher.name,
                 )
                 teacher_keys.append(f"{group_uids[i]}_teacher_0")

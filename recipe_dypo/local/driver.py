@@ -154,8 +154,7 @@ class LocalDypoTrainer:
         templates = [rollouts[rows[0]] for rows in plan.teacher_groups.values()]
         built = build_teacher_rows(templates, self.teacher_sampler, self.dypo, tokenize, self.teacher_draws)
         teacher_rows = built.rows
-        role = "offpolicy" if self.dypo.offpolicy_mixing else "teacher"
-        teacher_tags = [{"dypo_role": role, "dypo_teacher": t.name} for t in built.teachers]
+        teacher_tags = [{"dypo_role": built.role, "dypo_teacher": t.name} for t in built.teachers]
         metrics.update(built.metrics(len(plan.dropped_rows), self.teacher_draws))
         rows = [rollouts[r] for r in plan.rl_rows] + teacher_rows
         tags = [{} for _ in plan.rl_rows] + teacher_tags
