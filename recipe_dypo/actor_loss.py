@@ -18,6 +18,7 @@ linearisation of L_GAL at theta_old: equal value 0 and equal gradient there. See
 
 from __future__ import annotations
 
+import torch
 from tensordict import TensorDict
 from verl.trainer.ppo.core_algos import agg_loss, get_policy_loss_fn, kl_penalty
 from verl.utils import tensordict_utils as tu
@@ -29,6 +30,26 @@ from recipe_dypo.losses import shaped_objective
 COEF_FIELDS = ("dypo_pg_coef", "dypo_sft_coef", "dypo_gal_coef", "dypo_offpolicy_coef")
 TOTAL_ROWS_KEY = "dypo_total_rows"
 SHAPING_GAMMA_KEY = "dypo_shaping_gamma"
+
+
+def logp_gradient_l1(terms: dict, log_prob, mask) -> dict:
+    """How much gradient each loss term sends into the model: sum over response tokens of |dL_term / d log pi(y_t)|.
+
+    At theta_old the GRPO term's value is 0 (advantages sum to 0 in a group) and so is the linearised GAL term's,
+    so loss values cannot show that a branch trains; these can. Costs one element-wise backward per term.
+
+    Args:
+        terms: name -> scalar loss tensor (a term without a graph, e.g. an absent off-policy term, gives 0).
+        log_prob: (bs, T) token log-probs the terms were computed from. mask: (bs, T) bool.
+    """
+    out = {}
+    for name, value in terms.items():
+        if not (value.requires_grad and log_prob.requires_grad):
+            out[name] = 0.0
+            continue
+        (grad,) = torch.autograd.grad(value, log_prob, retain_graph=True, allow_unused=True)
+        out[name] = 0.0 if grad is None else float((grad.abs() * mask).sum())
+    return out
 
 
 def dypo_actor_loss(config, model_output, data: TensorDict, dp_group=None):
@@ -92,6 +113,9 @@ def dypo_actor_loss(config, model_output, data: TensorDict, dp_group=None):
     metrics["actor/dypo_sft_loss"] = Metric(value=sft_loss * n_mini, aggregation=summed)
     metrics["actor/dypo_gal_linear"] = Metric(value=gal_loss * n_mini, aggregation=summed)
     metrics["actor/dypo_offpolicy_loss"] = Metric(value=off_loss * n_mini, aggregation=summed)
+    terms = {"pg": pg_loss, "sft": sft_loss, "gal": gal_loss, "offpolicy": off_loss}
+    for name, value in logp_gradient_l1(terms, log_prob, mask).items():
+        metrics[f"actor/dypo_grad_logp/{name}"] = Metric(value=value * n_mini, aggregation=summed)
 
     if entropy is not None and config.entropy_coeff != 0:
         entropy_loss = agg_loss(entropy, mask, config.loss_agg_mode, **config.global_batch_info)

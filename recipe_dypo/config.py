@@ -29,6 +29,7 @@ class DypoConfig:
     teacher_names: list | None = None
     offpolicy_mixing: bool = False
     shaping_gamma: float = 0.1
+    debug_dump_dir: str | None = None
 
     @property
     def term_weights(self) -> tuple[float, float]:
@@ -96,6 +97,12 @@ def check_verl_config(config) -> DypoConfig:
         )
     if config.actor_rollout_ref.rollout.n < 2:
         problems.append(f"actor_rollout_ref.rollout.n={config.actor_rollout_ref.rollout.n}: DYPO grades groups of k>=2")
+    rollout_corr = config.algorithm.get("rollout_correction") or {}
+    if rollout_corr.get("bypass_mode", False):
+        problems.append(
+            "algorithm.rollout_correction.bypass_mode=true uses rollout log-probs as theta_old, and DYPO's teacher "
+            "rows have none (they were never sampled): keep bypass_mode=false (verl recomputes theta_old)"
+        )
     if config.algorithm.get("filter_groups", {}) and config.algorithm.filter_groups.get("enable", False):
         problems.append("algorithm.filter_groups.enable=true: DYPO grades groups itself (easy groups are dropped)")
     if problems:

@@ -5,6 +5,9 @@ policy loss reach the Ray processes through the ``verl.plugins`` entry point. ``
 runs plain verl GRPO on the same shared setup (the baseline; nothing of DYPO is used). ``DRY_RUN=1`` resolves
 and prints the full config, runs verl's and DYPO's config checks, and exits without starting Ray (works on CPU);
 it also resolves ``--config-name sft_trainer`` (verl's SFT trainer, launched with torchrun by the scripts).
+
+``trainer.device=cpu`` (``+backend=cpu``, or ``DEVICE=cpu`` in the scripts) selects the CPU backend of
+:mod:`recipe_dypo.cpu` in this process before Ray starts, so every Ray worker runs on verl's ``cpu`` platform.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ def main(config) -> None:
         )
     if is_dypo(config):
         check_verl_config(config)
+    if config.trainer.get("device") == "cpu":
+        from recipe_dypo import cpu
+
+        cpu.activate()  # sets VERL_PLATFORM=cpu, which the Ray workers started below inherit
     from verl.trainer.main_ppo import main as verl_main
 
     # verl's hydra main is a decorated function; call its undecorated body with our composed config.

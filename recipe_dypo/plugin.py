@@ -9,7 +9,7 @@ import logging
 import traceback
 import warnings
 
-REGISTERED: dict[str, bool] = {"core_algos": False, "trainer": False}
+REGISTERED: dict[str, bool] = {"core_algos": False, "trainer": False, "cpu_backend": False}
 
 
 def _register(name: str, importer) -> None:
@@ -30,6 +30,17 @@ def _trainer():
     import recipe_dypo.trainer  # noqa: F401
 
 
+def _cpu_backend():
+    # The rollout name "hf" is registered everywhere (its module loads only when a config selects it); the CPU
+    # platform and verl patches are installed only where VERL_PLATFORM=cpu (recipe_dypo/cpu/__init__.py).
+    from recipe_dypo import cpu
+
+    cpu.register_rollout()
+    if cpu.cpu_selected():
+        cpu.activate()
+
+
+_register("cpu_backend", _cpu_backend)  # first: the platform must be in place before verl resolves it
 _register("core_algos", _core_algos)
 _register("trainer", _trainer)
 

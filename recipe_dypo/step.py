@@ -250,11 +250,14 @@ def _copy(value):
     return copy.deepcopy(value)
 
 
-TAG_ROLES = {"teacher": ROLE_TEACHER, "offpolicy": ROLE_OFFPOLICY}
+# Tag of the one rollout kept on a step where nothing trains (verl's pipeline needs a real row); no loss.
+SKIPPED_ROLE = "skipped"
+TAG_ROLES = {"teacher": ROLE_TEACHER, "offpolicy": ROLE_OFFPOLICY, SKIPPED_ROLE: ROLE_PAD}
 
 
 def row_roles(tags: list[dict]) -> np.ndarray:
-    """Roles from trajectory tags: verl's padding rows, DYPO teacher rows (SFT or off-policy), and RL rollouts."""
+    """Roles from trajectory tags: verl's padding rows and a skipped step's placeholder (ROLE_PAD), DYPO teacher
+    rows (SFT or off-policy), and RL rollouts."""
     return np.array(
         [ROLE_PAD if t.get("is_padding", False) else TAG_ROLES.get(t.get("dypo_role"), ROLE_MID) for t in tags],
         dtype=np.int64,

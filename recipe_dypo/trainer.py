@@ -25,17 +25,19 @@ import torch
 import transfer_queue as tq
 from tensordict import TensorDict
 from transfer_queue import KVBatchMeta
-from verl.trainer.ppo.padding_utils import construct_minimal_padding_template
+from verl import DataProto
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
 from verl.utils.config import omega_conf_to_dataclass
+from verl.utils.debug.metrics import calculate_debug_metrics
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
 from recipe_dypo.actor_loss import COEF_FIELDS, SHAPING_GAMMA_KEY, TOTAL_ROWS_KEY, dypo_actor_loss
 from recipe_dypo.config import check_verl_config
-from recipe_dypo.losses import ROLE_MID, ROLE_PAD
+from recipe_dypo.losses import ROLE_MID, ROLE_OFFPOLICY, ROLE_PAD, ROLE_TEACHER
 from recipe_dypo.step import (
+    SKIPPED_ROLE,
     TeacherRows,
     build_teacher_rows,
     check_finite,
@@ -186,6 +188,8 @@ class DypoTrainer(PPOTrainerSync):
                 )
                 teacher_keys.append(f"{group_uids[i]}_teacher_0")
                 teacher_tags.append(tag)
+        if self.dypo.debug_dump_dir:  # before the dropped rollouts leave TransferQueue
+            dump_regroup(self.dypo.debug_dump_dir, self.global_steps, batch, plan, built, self.teacher_draws)
         teacher_fields = built.rows
         no_teacher = built.no_teacher
         if teacher_keys:
@@ -198,42 +202,65 @@ class DypoTrainer(PPOTrainerSync):
 
         keys = [batch.keys[r] for r in plan.rl_rows] + teacher_keys
         tags = [batch.tags[r] for r in plan.rl_rows] + teacher_tags
+        dropped_rows = plan.dropped_rows
         if not keys:
-            keys, tags = self._placeholder_row(batch, plan.dropped_rows[0])
+            # Nothing trains this step (every group easy, or hard without teachers). verl's pipeline still runs
+            # on the batch, and its rollout-correction step refuses a batch of padding rows only, so one real
+            # rollout stays as a placeholder with zero loss coefficients; the update itself is skipped.
+            placeholder, dropped_rows = dropped_rows[0], dropped_rows[1:]
+            keys, tags = [batch.keys[placeholder]], [{**batch.tags[placeholder], "dypo_role": SKIPPED_ROLE}]
+            tq.kv_batch_put(keys=keys, partition_id=pid, tags=tags)
             self._skip_update_reason = (
                 f"nothing to train at step {self.global_steps}: {len(plan.labels)} rollouts, "
                 f"easy_ratio={plan.metrics['dypo/easy_ratio']:.2f}, hard prompts without teacher={no_teacher}"
             )
-        dropped = [batch.keys[r] for r in plan.dropped_rows]
+        dropped = [batch.keys[r] for r in dropped_rows]
         if dropped:
             tq.kv_clear(keys=dropped, partition_id=pid)
 
-        metrics.update(built.metrics(len(dropped), self.teacher_draws))
+        metrics.update(built.metrics(len(plan.dropped_rows), self.teacher_draws))  # the placeholder too
         if no_teacher:
             logger.warning(
                 "step %s: %d hard prompt(s) had no teacher solution and were skipped", self.global_steps, no_teacher
             )
         return KVBatchMeta(keys=keys, tags=tags, partition_id=pid, fields=batch.fields, extra_info=batch.extra_info)
 
-    def _placeholder_row(self, batch: KVBatchMeta, source_row: int) -> tuple[list[str], list[dict]]:
-        """One verl padding row so verl's pipeline runs on an empty step (the update itself is skipped)."""
-        source = tq.kv_batch_get(keys=[batch.keys[source_row]], partition_id=batch.partition_id)[0]
-        fields, tag = construct_minimal_padding_template(source, batch.tags[source_row], self.tokenizer.eos_token_id)
-        key = f"pad{batch.keys[source_row].split('_')[0].replace('-', '')}_skip_0"
-        fields["uid"] = key.rsplit("_", 2)[0]
-        tq.kv_batch_put(
-            keys=[key], partition_id=batch.partition_id, fields=list_of_dict_to_tensordict([fields]), tags=[tag]
-        )
-        return [key], [tag]
+    # ------------------------------------------------------------------ teacher rows and rollout correction
+    def _compute_old_log_prob(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
+        batch = super()._compute_old_log_prob(batch, metrics)
+        if "rollout_log_probs" in (batch.fields or []):
+            self._align_teacher_rollout_log_probs(batch, metrics)
+        return batch
+
+    def _align_teacher_rollout_log_probs(self, batch: KVBatchMeta, metrics: dict) -> None:
+        """Teacher rows were never sampled by the rollout, so they have no rollout log-probs. Give them the
+        actor's own (importance ratio 1), so verl's rollout correction (``algorithm.rollout_correction``: IS
+        weights, rejection) leaves them alone, and recompute verl's rollout-vs-actor mismatch metrics
+        (``training/rollout_*``) over the sampled rows only; verl computed them over all rows just before."""
+        roles = row_roles(batch.tags)
+        offline = (roles == ROLE_TEACHER) | (roles == ROLE_OFFPOLICY)
+        if not offline.any():
+            return
+        pid = batch.partition_id
+        teacher_keys = [k for k, o in zip(batch.keys, offline) if o]
+        old = tq.kv_batch_get(keys=teacher_keys, partition_id=pid, select_fields=["old_log_probs"])
+        fields = TensorDict({"rollout_log_probs": old["old_log_probs"]}, batch_size=len(teacher_keys))
+        tq.kv_batch_put(keys=teacher_keys, partition_id=pid, fields=fields)
+        sampled = [k for k, r, o in zip(batch.keys, roles, offline) if r != ROLE_PAD and not o]
+        if sampled:
+            select = ["rollout_log_probs", "old_log_probs", "response_mask", "responses"]
+            data = tq.kv_batch_get(keys=sampled, partition_id=pid, select_fields=select)
+            metrics.update(calculate_debug_metrics(DataProto(batch=data.to_padded_tensor())))
 
     # ------------------------------------------------------------------ hook 2: coefficients
     def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
         tags = list(batch.tags)
-        out = super()._compute_advantage(batch, metrics)
-        self._write_coefficients(batch.keys, tags, batch.partition_id, metrics)
-        return out
+        batch = super()._compute_advantage(batch, metrics)
+        # The workers fetch exactly the fields the returned metadata lists: return the metadata of the LAST put,
+        # which includes the coefficient fields (returning verl's would hide them from the actor loss).
+        return self._write_coefficients(batch.keys, tags, batch.partition_id, metrics)
 
-    def _write_coefficients(self, keys: list[str], tags: list[dict], pid: str, metrics: dict) -> None:
+    def _write_coefficients(self, keys: list[str], tags: list[dict], pid: str, metrics: dict) -> KVBatchMeta:
         fields = ["uid", "rm_scores", "response_mask", "old_log_probs"]
         if self.dypo.gal_reference:
             fields.append("ref_log_prob")
@@ -263,7 +290,7 @@ class DypoTrainer(PPOTrainerSync):
         coef_td = TensorDict(
             {name: getattr(coefs, name.split("_")[1]).float() for name in COEF_FIELDS}, batch_size=len(keys)
         )
-        tq.kv_batch_put(keys=keys, partition_id=pid, fields=coef_td)
+        return tq.kv_batch_put(keys=keys, partition_id=pid, fields=coef_td)
 
     # ------------------------------------------------------------------ hook 3: update
     def _update_actor(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
@@ -272,6 +299,8 @@ class DypoTrainer(PPOTrainerSync):
             metrics["dypo/skipped_update"] = 1.0
             return batch
         metrics["dypo/skipped_update"] = 0.0
+        if self.dypo.debug_dump_dir:
+            dump_update_batch(self.dypo.debug_dump_dir, self.global_steps, batch, self.dypo.gal_reference)
         batch.extra_info[TOTAL_ROWS_KEY] = len(batch)
         batch.extra_info[SHAPING_GAMMA_KEY] = self.dypo.shaping_gamma
         return super()._update_actor(batch, metrics)
@@ -322,6 +351,47 @@ def prompt_rows(batch: TensorDict, fields) -> list[dict]:
 
 def _unwrap(value):
     return getattr(value, "data", value) if not isinstance(value, torch.Tensor) else value
+
+
+def dump_regroup(folder: str, step: int, batch: KVBatchMeta, plan, built: TeacherRows, draws: Counter) -> str:
+    """``dypo.debug_dump_dir``: what the step graded, as ``<folder>/regroup_step_<step>.json``: each rollout's
+    prompt (``extra_info.index``), score and grade, the teachers drawn this step and the running draw counts."""
+    data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_info", "rm_scores"])
+    infos = [_unwrap(v) for v in data["extra_info"]]
+    record = {
+        "step": step,
+        "prompt_index": [(info or {}).get("index") for info in infos],
+        "scores": nested_row_sums(data["rm_scores"]).tolist(),
+        "grades": [str(label) for label in plan.labels],
+        "teachers_drawn": [t.name for t in built.teachers],
+        "teacher_draws": dict(draws),
+    }
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"regroup_step_{step}.json")
+    with open(path, "w") as f:
+        json.dump(record, f)
+    return path
+
+
+DUMP_FIELDS = ("uid", "rm_scores", "input_ids", "response_mask", "old_log_probs", "advantages", *COEF_FIELDS)
+
+
+def dump_update_batch(folder: str, step: int, batch: KVBatchMeta, with_ref: bool) -> str:
+    """``dypo.debug_dump_dir``: save the batch the actor update consumes (every row, verl's padding included,
+    with its tags) to ``<folder>/update_step_<step>.pt``, so a test can recompute eq. (4) on exactly this batch
+    and compare the gradient the workers applied (tests/test_e2e_cpu.py)."""
+    fields = list(DUMP_FIELDS) + (["ref_log_prob"] if with_ref else [])
+    data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
+    rows = {name: _unbind(data[name]) for name in fields if name != "uid"}
+    rows["uid"] = [str(u) for u in data["uid"]]
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"update_step_{step}.pt")
+    torch.save({"step": step, "keys": list(batch.keys), "tags": [dict(t) for t in batch.tags], "rows": rows}, path)
+    return path
+
+
+def _unbind(values) -> list[torch.Tensor]:
+    return [v.clone() for v in values.unbind(0)]
 
 
 def save_dypo_state(folder: str, sampler: TeacherSampler, draws: Counter) -> None:

@@ -1,8 +1,10 @@
 # Shared by the run_*.sh scripts: the paper's per-model settings and the launchers. Every script understands:
 #   DRY_RUN=1        resolve and print the full hydra config, run verl's and DYPO's checks, exit (no GPU, no Ray)
 #   MODEL=qwen2.5-math-7b|qwen3-4b-base   the paper's two base models (Table 1 / Table 2; default per script)
+#   MODEL=tiny       the project's tiny Qwen2 on toy arithmetic (built under TINY_DIR on first use; CPU runs)
+#   DEVICE=gpu|cpu   cpu: verl's real trainer on the CPU backend (recipe_dypo/cpu; tests and teaching only)
 #   ENGINE=fsdp|fsdp2|megatron   training engine (default fsdp)
-#   ROLLOUT=vllm|sglang          rollout server (default vllm)
+#   ROLLOUT=vllm|sglang|hf       rollout server (default vllm; hf with DEVICE=cpu)
 #   NNODES, GPUS_PER_NODE, MODEL_PATH, TRAIN_FILE, VAL_FILE, DATA_DIR, EXP_NAME, CKPT_DIR
 # Extra hydra overrides are passed through: bash scripts/run_x.sh dypo.alpha=0.2 trainer.total_epochs=2
 set -euo pipefail
@@ -13,21 +15,41 @@ if [[ -z "${PYTHON:-}" ]]; then
   if [[ -x "$REPO_ROOT/.venv/bin/python" ]]; then PYTHON="$REPO_ROOT/.venv/bin/python"; else PYTHON=python3; fi
 fi
 ENGINE="${ENGINE:-fsdp}"
-ROLLOUT="${ROLLOUT:-vllm}"
+DEVICE="${DEVICE:-gpu}"
 MODEL="${MODEL:-qwen2.5-math-7b}"
 DATA_DIR="${DATA_DIR:-$REPO_ROOT/data}"
-GPUS_PER_NODE="${GPUS_PER_NODE:-8}"
+
+is_dry_run() { [[ -n "${DRY_RUN:-}" && "${DRY_RUN}" != "0" && "${DRY_RUN}" != "false" ]]; }
+
+# Device: the CPU backend swaps the platform, the rollout server (hf) and the precision; the trainer is the same.
+DEVICE_ARGS=()
+case "$DEVICE" in
+  gpu) ROLLOUT="${ROLLOUT:-vllm}"; GPUS_PER_NODE="${GPUS_PER_NODE:-8}" ;;
+  cpu)
+    ROLLOUT="${ROLLOUT:-hf}"; GPUS_PER_NODE="${GPUS_PER_NODE:-1}"  # trainer ranks (gloo processes)
+    [[ "$ENGINE" == megatron ]] && { echo "DEVICE=cpu runs the FSDP engines only (ENGINE=fsdp|fsdp2)" >&2; exit 1; }
+    DEVICE_ARGS=("+backend=cpu")
+    export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" ;;
+  *) echo "DEVICE must be gpu or cpu, got '$DEVICE'" >&2; exit 1 ;;
+esac
 
 # Per-model settings: Qwen2.5-Math-7B trains on 2 nodes with rollout TP 2, Qwen3-4B-Base on 1 node with TP 1.
+MODEL_ARGS=()
 case "$MODEL" in
   qwen2.5-math-7b) MODEL_PATH="${MODEL_PATH:-Qwen/Qwen2.5-Math-7B}"; NNODES="${NNODES:-2}"; ROLLOUT_TP=2 ;;
   qwen3-4b-base) MODEL_PATH="${MODEL_PATH:-Qwen/Qwen3-4B-Base}"; NNODES="${NNODES:-1}"; ROLLOUT_TP=1 ;;
-  *) echo "MODEL must be qwen2.5-math-7b or qwen3-4b-base, got '$MODEL'" >&2; exit 1 ;;
+  tiny)
+    TINY_DIR="${TINY_DIR:-$REPO_ROOT/outputs/tiny}"
+    if ! is_dry_run || [[ -d "$TINY_DIR/model" ]]; then
+      (cd "$REPO_ROOT" && "$PYTHON" -m recipe_dypo.cpu.assets --out "$TINY_DIR" >/dev/null)
+    fi
+    MODEL_PATH="${MODEL_PATH:-$TINY_DIR/model}"; NNODES="${NNODES:-1}"; ROLLOUT_TP=1
+    TRAIN_FILE="${TRAIN_FILE:-$TINY_DIR/train.parquet}"; VAL_FILE="${VAL_FILE:-$TINY_DIR/test.parquet}"
+    MODEL_ARGS=("+scale=tiny") ;;
+  *) echo "MODEL must be qwen2.5-math-7b, qwen3-4b-base or tiny, got '$MODEL'" >&2; exit 1 ;;
 esac
 TRAIN_FILE="${TRAIN_FILE:-$DATA_DIR/train_2t.parquet}"
 VAL_FILE="${VAL_FILE:-[$DATA_DIR/eval/aime24.parquet,$DATA_DIR/eval/amc.parquet,$DATA_DIR/eval/math500.parquet]}"
-
-is_dry_run() { [[ -n "${DRY_RUN:-}" && "${DRY_RUN}" != "0" && "${DRY_RUN}" != "false" ]]; }
 
 # Engine-specific overrides of an RL config; the DYPO loss itself is engine-agnostic (one function, set_loss_fn).
 rl_engine_args() {
@@ -66,7 +88,7 @@ rl_launch() {
   rl_engine_args
   preset_args
   HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-0}" "$PYTHON" -m recipe_dypo.main_dypo --config-name "$config_name" \
-    "${PRESET_ARGS[@]}" "${ENGINE_ARGS[@]}" \
+    "${DEVICE_ARGS[@]}" "${MODEL_ARGS[@]}" "${PRESET_ARGS[@]}" "${ENGINE_ARGS[@]}" \
     actor_rollout_ref.rollout.name="$ROLLOUT" \
     actor_rollout_ref.rollout.tensor_model_parallel_size="$ROLLOUT_TP" \
     actor_rollout_ref.model.path="$MODEL_PATH" \

@@ -1,0 +1,245 @@
+"""``actor_rollout_ref.rollout.name=hf``: a token-in/token-out rollout server running a Hugging Face model on CPU.
+
+verl 0.9.1's rollout has two halves, and this module supplies both, as vLLM's backend does:
+
+* :class:`HFReplica` / :class:`HFServer`: one Ray actor per rollout replica that the agent loop sends requests to
+  (``generate(prompt_ids, sampling_params) -> token ids + log-probs``);
+* :class:`HFServerAdapter`: lives inside each hybrid trainer worker and pushes the trainer's weights into its
+  replica's server after every update (what vLLM receives through CUDA IPC arrives here as CPU tensors via Ray).
+
+Sampling follows verl's rollout config: temperature, top-p, top-k, the response-length cap and the model's EOS
+tokens; validation requests arrive with ``val_kwargs`` already applied by the agent loop. Log-probs are those of
+the sampled token under ``softmax(logits / temperature)`` (no top-k/top-p renormalisation), which is what verl's
+actor recomputes, so ``training/rollout_probs_diff_*`` measures the weight sync.
+
+Reproducible sampling: each request draws from its own generator seeded by (``rollout.seed``, the weight version
+the server holds, the prompt tokens, and how many times this prompt was asked at this version). Requests of one
+prompt are interchangeable, so a group's set of responses depends only on the weights, the prompt and the seed:
+a resumed run samples what the uninterrupted run sampled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import threading
+from collections import Counter
+
+import ray
+import torch
+from verl.workers.rollout.base import BaseRollout
+from verl.workers.rollout.replica import RolloutReplica, TokenOutput
+
+logger = logging.getLogger(__name__)
+
+
+def server_name(replica_rank: int) -> str:
+    return f"dypo_hf_rollout_server_{replica_rank}"
+
+
+def request_seed(base_seed: int, weight_version, prompt_ids, occurrence: int) -> int:
+    """A 63-bit seed from the request's identity (stable across processes, unlike ``hash``)."""
+    key = f"{base_seed}|{weight_version}|{occurrence}|{','.join(map(str, prompt_ids))}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") & ((1 << 63) - 1)
+
+
+def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """Keep the top-k tokens and the smallest set whose probability reaches top_p; others get -inf. (V,)"""
+    if 0 < top_k < logits.numel():
+        kth = torch.topk(logits, top_k).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+        drop = cumulative - torch.softmax(sorted_logits, dim=-1) >= top_p  # mass before this token already enough
+        logits = logits.masked_fill(torch.zeros_like(drop).scatter(0, order, drop), float("-inf"))
+    return logits
+
+
+@torch.no_grad()
+def sample(model, prompt_ids, max_tokens: int, temperature: float, top_p: float, top_k: int, eos_ids, generator):
+    """Autoregressive sampling with a KV cache, batch of one.
+
+    Returns:
+        (token ids, log-probs of those tokens under softmax(logits / T)); stops after the first EOS token.
+    """
+    input_ids = torch.tensor([list(prompt_ids)], dtype=torch.long)
+    past, tokens, log_probs = None, [], []
+    for _ in range(max_tokens):
+        out = model(input_ids=input_ids, past_key_values=past, use_cache=True)
+        past = out.past_key_values
+        logits = out.logits[0, -1].float()
+        if temperature > 0:
+            logits = logits / temperature
+            probs = torch.softmax(filter_logits(logits, top_k, top_p), dim=-1)
+            token = int(torch.multinomial(probs, 1, generator=generator))
+        else:
+            token = int(torch.argmax(logits))
+        tokens.append(token)
+        log_probs.append(float(torch.log_softmax(logits, dim=-1)[token]))
+        if token in eos_ids:
+            break
+        input_ids = torch.tensor([[token]], dtype=torch.long)
+    return tokens, log_probs
+
+
+class HFServer:
+    """One rollout replica's generation server (a Ray actor). Requests are served one at a time."""
+
+    def __init__(self, config, model_path: str, replica_rank: int):
+        from transformers import AutoModelForCausalLM
+
+        torch.set_num_threads(int(os.environ.get("DYPO_HF_ROLLOUT_THREADS", "1")))
+        self.config = config
+        self.replica_rank = replica_rank
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.model.config.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos])
+        self.seed = int(getattr(config, "seed", 0) or 0)
+        self.global_steps = None
+        self.sleeping = False
+        self.lock = threading.Lock()
+        self.occurrences: Counter = Counter()  # (weight version, prompt) -> requests so far
+        self.stats_counts = Counter()
+
+    async def ready(self) -> bool:
+        return True
+
+    def _generate(self, prompt_ids: list[int], sampling_params: dict) -> tuple[list[int], list[float]]:
+        params = dict(sampling_params)
+        max_tokens = params.get("max_tokens", params.get("max_new_tokens"))
+        if max_tokens is None:
+            room = self.config.prompt_length + self.config.response_length - len(prompt_ids)
+            max_tokens = min(self.config.response_length, room)
+        temperature = float(params.get("temperature", 1.0) or 0.0)
+        top_p = float(params.get("top_p", 1.0) if params.get("top_p") is not None else 1.0)
+        top_k = int(params.get("top_k", -1) if params.get("top_k") is not None else -1)
+        with self.lock:
+            key = (self.global_steps, tuple(prompt_ids))
+            occurrence = self.occurrences[key]
+            self.occurrences[key] += 1
+            seed = request_seed(self.seed, self.global_steps, prompt_ids, occurrence)
+            generator = torch.Generator().manual_seed(seed)
+            tokens, log_probs = sample(
+                self.model, prompt_ids, max(1, int(max_tokens)), temperature, top_p, top_k, self.eos_ids, generator
+            )
+            self.stats_counts["requests"] += 1
+            self.stats_counts["tokens"] += len(tokens)
+        return tokens, log_probs
+
+    async def generate(self, request_id, *, prompt_ids, sampling_params, image_data=None, video_data=None, **kwargs):
+        if self.sleeping:
+            raise RuntimeError(f"hf rollout replica {self.replica_rank}: generate called while asleep")
+        if image_data is not None or video_data is not None:
+            raise NotImplementedError("the hf CPU rollout serves text-only models")
+        tokens, log_probs = await asyncio.to_thread(self._generate, list(prompt_ids), sampling_params)
+        return TokenOutput(
+            token_ids=tokens,
+            log_probs=log_probs if sampling_params.get("logprobs") else None,
+            stop_reason="completed",
+            extra_fields={"global_steps": self.global_steps},
+        )
+
+    async def update_weights(self, state_dict: dict) -> dict:
+        with self.lock:
+            missing, unexpected = self.model.load_state_dict(state_dict, strict=False)
+            self.occurrences.clear()
+        tied = {"lm_head.weight"} if self.model.config.tie_word_embeddings else set()
+        missing = [k for k in missing if k not in tied]
+        if missing or unexpected:
+            raise RuntimeError(f"hf rollout weight sync: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        self.stats_counts["weight_updates"] += 1
+        return {"tensors": len(state_dict)}
+
+    async def set_global_steps(self, global_steps):
+        self.global_steps = global_steps
+
+    async def stats(self) -> dict:
+        return {**self.stats_counts, "global_steps": self.global_steps}
+
+    # Control plane: on CPU there is no device memory to release or KV cache to keep between requests.
+    async def wake_up(self, tags=None):
+        self.sleeping = False
+
+    async def sleep(self):
+        self.sleeping = True
+
+    async def _no_op(self, *args, **kwargs):
+        return None
+
+    clear_kv_cache = release_kv_cache = resume_kv_cache = resume_generation = _no_op
+    abort_all_requests = start_profile = stop_profile = _no_op
+
+
+class HFReplica(RolloutReplica):
+    """Launches one :class:`HFServer` per replica; needs no GPU of its own (hybrid mode shares the trainer's)."""
+
+    def rollout_worker_use_gpu(self) -> bool:
+        return False
+
+    async def launch_servers(self):
+        model_path = self.model_config.get("local_path") or self.model_config.path
+        server = (
+            ray.remote(HFServer)
+            .options(name=server_name(self.replica_rank), num_cpus=0, max_concurrency=self.max_concurrency)
+            .remote(self.config, model_path, self.replica_rank)
+        )
+        await server.ready.remote()
+        self.servers = [server]
+        self._server_handle = server
+        self._server_address = f"hf-rollout-replica-{self.replica_rank}"
+
+
+class HFServerAdapter(BaseRollout):
+    """The in-worker half: sends this rank's full weights to its replica's server (rank 0 of the replica)."""
+
+    def __init__(self, config, model_config, device_mesh, replica_rank: int = -1):
+        super().__init__(config, model_config, device_mesh)
+        world = (
+            self.config.tensor_model_parallel_size
+            * self.config.data_parallel_size
+            * self.config.pipeline_model_parallel_size
+        )
+        rank = int(os.environ["RANK"])
+        self.replica_rank = rank // world if replica_rank == -1 else replica_rank
+        self.is_server_rank = rank % world == 0
+        self._server = None
+
+    def _server_handle(self):
+        if self.is_server_rank and self._server is None:
+            self._server = ray.get_actor(server_name(self.replica_rank))
+        return self._server
+
+    async def resume(self, tags: list[str]):
+        if self._server_handle() is not None:
+            await self._server.wake_up.remote(tags=tags)
+
+    async def release(self):
+        if self._server_handle() is not None:
+            await self._server.sleep.remote()
+
+    @torch.no_grad()
+    async def update_weights(self, weights, global_steps: int = None, wire_format: str = "named_tensors", **kwargs):
+        if wire_format != "named_tensors":
+            raise NotImplementedError(f"hf rollout receives full named tensors, got wire_format={wire_format!r}")
+        state = {}
+
+        def keep(name, tensor):
+            if hasattr(tensor, "full_tensor"):  # a DTensor shard (FSDP2): every rank takes part in gathering it
+                tensor = tensor.full_tensor()
+            state[name] = tensor.detach().to("cpu", copy=True)
+
+        if hasattr(weights, "__aiter__"):
+            async for name, tensor in weights:
+                keep(name, tensor)
+        else:
+            for name, tensor in weights:  # every rank drains the generator: it may run collectives
+                keep(name, tensor)
+        if self._server_handle() is not None:
+            await self._server.update_weights.remote(state)
+            if global_steps is not None:
+                await self._server.set_global_steps.remote(global_steps)

@@ -1,0 +1,122 @@
+"""The minimum changes to verl 0.9.1 internals for its trainer to run on CPU; applied only on the CPU platform.
+
+Each patch names the verl (or torch) code it works around and why. :func:`apply` is a no-op unless
+``VERL_PLATFORM=cpu`` (tests/test_cpu_backend.py checks that a plain ``import verl`` leaves every target
+untouched). A patched name is replaced where it is defined and in every already-imported verl module that bound
+it with ``from ... import name``, so the result does not depend on import order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+
+from recipe_dypo.cpu import cpu_selected
+
+logger = logging.getLogger(__name__)
+
+APPLIED: list[str] = []  # names of the patches applied in this process, in order
+
+
+def _replace(module, name: str, new) -> None:
+    old = getattr(module, name)
+    setattr(module, name, new)
+    for mod_name, mod in list(sys.modules.items()):
+        if mod_name.startswith("verl.") and mod is not module and getattr(mod, name, None) is old:
+            setattr(mod, name, new)
+
+
+def gloo_process_group() -> None:
+    """verl/utils/distributed.py ``initialize_global_process_group_ray`` builds the backend string
+    ``f"cpu:gloo,{device}:{backend}"``, i.e. "cpu:gloo,cpu:gloo" on CPU, which torch rejects (a device type may
+    appear once). On CPU the one backend is gloo."""
+    from verl.utils import distributed
+
+    original = distributed.initialize_global_process_group_ray
+
+    def initialize_global_process_group_ray(timeout_second=None, backend=None):
+        return original(timeout_second=timeout_second, backend=backend or "gloo")
+
+    _replace(distributed, "initialize_global_process_group_ray", initialize_global_process_group_ray)
+
+
+def fsdp2_offload_without_pinning() -> None:
+    """verl/workers/engine/fsdp/transformer_impl.py builds the FSDP2 reference model with
+    ``CPUOffloadPolicy(pin_memory=True)``; pinning host memory needs an accelerator ("Cannot access accelerator
+    device when none is available"). Offloading to CPU on CPU is moot: keep the policy, never pin."""
+    from verl.utils import fsdp_utils
+
+    base = fsdp_utils.CPUOffloadPolicy
+    if base is None:
+        return
+
+    @dataclasses.dataclass
+    class CPUOffloadPolicyNoPin(base):
+        def __post_init__(self):
+            object.__setattr__(self, "pin_memory", False)
+
+    _replace(fsdp_utils, "CPUOffloadPolicy", CPUOffloadPolicyNoPin)
+
+
+def fsdp1_offload_off() -> None:
+    """verl/workers/engine/fsdp/transformer_impl.py builds the FSDP1 reference model with
+    ``CPUOffload(offload_params=True)``; torch then pins the offloaded flat parameters
+    (torch/distributed/fsdp/_flat_param.py), which needs an accelerator. On CPU the parameters already live in host
+    memory: offloading is switched off. transformer_impl imports the name from torch, so torch's binding is
+    replaced (in this CPU-platform process only)."""
+    import torch.distributed.fsdp as torch_fsdp
+
+    base = torch_fsdp.CPUOffload
+
+    @dataclasses.dataclass
+    class CPUOffloadOff(base):
+        def __post_init__(self):
+            object.__setattr__(self, "offload_params", False)
+
+    _replace(torch_fsdp, "CPUOffload", CPUOffloadOff)
+
+
+def fsdp1_skip_device_check_of_sync_module_states() -> None:
+    """verl/workers/engine/fsdp/transformer_impl.py wraps FSDP1 models with ``sync_module_states=True``; torch
+    refuses CPU-resident module states for it (torch/distributed/fsdp/_init_utils.py
+    ``_check_module_states_for_sync_module_states``), although the broadcast itself works over gloo."""
+    from torch.distributed.fsdp import _init_utils
+
+    _init_utils._check_module_states_for_sync_module_states = lambda module_states: None
+
+
+def fsdp1_load_in_place() -> None:
+    """verl/utils/fsdp_utils.py ``load_fsdp_model_to_gpu`` moves FSDP1 flat parameters to
+    ``torch.device(f"{device_name}:{device_id}")``, which is "cpu:cpu" here (invalid). On CPU they are already
+    where they belong, so the FSDP1 branch does nothing (FSDP2 keeps verl's code)."""
+    from verl.utils import fsdp_utils
+
+    original = fsdp_utils.load_fsdp_model_to_gpu
+
+    def load_fsdp_model_to_gpu(model):
+        if fsdp_utils.fsdp_version(model) == 1:
+            return None
+        return original(model)
+
+    _replace(fsdp_utils, "load_fsdp_model_to_gpu", load_fsdp_model_to_gpu)
+
+
+PATCHES = (
+    gloo_process_group,
+    fsdp2_offload_without_pinning,
+    fsdp1_offload_off,
+    fsdp1_skip_device_check_of_sync_module_states,
+    fsdp1_load_in_place,
+)
+
+
+def apply() -> list[str]:
+    """Apply every patch once, only on the CPU platform; returns the names applied in this process."""
+    if not cpu_selected():
+        return []
+    for patch in PATCHES:
+        if patch.__name__ not in APPLIED:
+            patch()
+            APPLIED.append(patch.__name__)
+    return list(APPLIED)
