@@ -53,6 +53,7 @@ logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
 
 STATE_FILE = "dypo_state.json"
+ROLLOUT_MISMATCH_PREFIX = "training/rollout_"  # verl's rollout-vs-actor log-prob metrics (calculate_debug_metrics)
 TEACHER_CACHE_SIZE = 65536  # tokenised teacher responses kept between steps
 TEACHER_SOURCE_FIELDS = ("extra_info", "target", "target_lst")
 
@@ -172,11 +173,16 @@ class DypoTrainer(PPOTrainerSync):
             rep_rows = [rows[0] for rows in plan.teacher_groups.values()]
             fetched = tq.kv_batch_get(keys=[batch.keys[r] for r in rep_rows], partition_id=pid)
             templates = [{k: _unwrap(v) for k, v in fetched[i].items()} for i in range(len(rep_rows))]
+            # Draw in an order fixed by the prompts' tokens: rollouts reach TransferQueue in completion order, and
+            # a resumed (or repeated) run must give each prompt the teacher the original run gave it.
+            order = sorted(range(len(templates)), key=lambda i: templates[i]["prompts"].tolist())
+            templates = [templates[i] for i in order]
+            rep_rows = [rep_rows[i] for i in order]
+            group_uids = [list(plan.teacher_groups)[i] for i in order]
             self._wait_for_prefetch()
             built = build_teacher_rows(
                 templates, self.teacher_sampler, self.dypo, self._teacher_tokens, self.teacher_draws
             )
-            group_uids = list(plan.teacher_groups)
             for i, fields, teacher in zip(built.sources, built.rows, built.teachers):
                 tag = dict(batch.tags[rep_rows[i]])
                 tag.update(
@@ -246,8 +252,10 @@ class DypoTrainer(PPOTrainerSync):
         old = tq.kv_batch_get(keys=teacher_keys, partition_id=pid, select_fields=["old_log_probs"])
         fields = TensorDict({"rollout_log_probs": old["old_log_probs"]}, batch_size=len(teacher_keys))
         tq.kv_batch_put(keys=teacher_keys, partition_id=pid, fields=fields)
+        for key in [k for k in metrics if k.startswith(ROLLOUT_MISMATCH_PREFIX)]:
+            del metrics[key]
         sampled = [k for k, r, o in zip(batch.keys, roles, offline) if r != ROLE_PAD and not o]
-        if sampled:
+        if sampled:  # (a step of hard prompts only has no sampled rows: no mismatch to report)
             select = ["rollout_log_probs", "old_log_probs", "response_mask", "responses"]
             data = tq.kv_batch_get(keys=sampled, partition_id=pid, select_fields=select)
             metrics.update(calculate_debug_metrics(DataProto(batch=data.to_padded_tensor())))
@@ -364,6 +372,9 @@ def dump_regroup(folder: str, step: int, batch: KVBatchMeta, plan, built: Teache
         "scores": nested_row_sums(data["rm_scores"]).tolist(),
         "grades": [str(label) for label in plan.labels],
         "teachers_drawn": [t.name for t in built.teachers],
+        "teacher_of_prompt": {
+            str((row.get("extra_info") or {}).get("index")): t.name for row, t in zip(built.rows, built.teachers)
+        },
         "teacher_draws": dict(draws),
     }
     os.makedirs(folder, exist_ok=True)

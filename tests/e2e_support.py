@@ -99,3 +99,77 @@ def launch(script: str, out: Path, tiny_dir: Path, train_file: Path, steps: int,
     )
     (out / "log.txt").write_text(proc.stdout)
     return Run(out=out, returncode=proc.returncode, log=proc.stdout, seconds=time.monotonic() - start)
+
+
+def applied_gradient_error(run: Run, model_before: Path, model_after: Path, lr: float, **objective_kwargs) -> dict:
+    """Compare the update the workers applied with the gradient of the whole-batch specification.
+
+    The run trains one step with plain SGD (no momentum, no weight decay, no clipping), so the workers applied
+    theta_1 = theta_0 - lr * g exactly. ``g`` is recomputed here from the batch the trainer dumped
+    (``dypo.debug_dump_dir``): log-probs of every non-padding row under theta_0, then
+    :func:`recipe_dypo.losses.dypo_objective` (eq. 4 on the whole batch) and autograd.
+
+    Returns:
+        {"rel_err": ||applied - g|| / ||g||, "max_rel_err": max over parameter tensors of max|applied - g| / max|g|,
+        "per_tensor": {...}, ...}
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from recipe_dypo.losses import ROLE_PAD, dypo_objective
+    from recipe_dypo.step import row_roles
+
+    dump = run.update_batch(1)
+    rows = dump["rows"]
+    roles = row_roles(dump["tags"])
+    keep = [i for i, role in enumerate(roles) if role != ROLE_PAD]
+    before = AutoModelForCausalLM.from_pretrained(model_before, dtype=torch.float32)
+    after = AutoModelForCausalLM.from_pretrained(model_after, dtype=torch.float32)
+    log_probs = []
+    for i in keep:
+        ids, length = rows["input_ids"][i], len(rows["response_mask"][i])
+        logits = before(input_ids=ids[None]).logits[0, -length - 1 : -1].float()  # rollout temperature is 1.0
+        log_probs.append(torch.log_softmax(logits, dim=-1).gather(-1, ids[-length:, None]).squeeze(-1))
+    # The objective is evaluated at the workers' own theta_old log-probs (this forward agrees with them to
+    # ``old_logp_gap``, ~1e-6) with the gradient of this forward: the comparison then isolates how the loss is
+    # assembled, sharded and scaled from float32 round-off in two separate forward passes.
+    gap = max(float((lp.detach() - rows["old_log_probs"][i]).abs().max()) for lp, i in zip(log_probs, keep))
+    log_probs = [lp + (rows["old_log_probs"][i] - lp).detach() for lp, i in zip(log_probs, keep)]
+    with_ref = "ref_log_prob" in rows
+    loss = dypo_objective(
+        log_probs,
+        [rows["old_log_probs"][i] for i in keep],
+        [rows["ref_log_prob"][i] for i in keep] if with_ref else None,
+        roles[keep],
+        [float(rows["rm_scores"][i].sum()) for i in keep],
+        [rows["uid"][i] for i in keep],
+        **objective_kwargs,
+    )
+    params = dict(before.named_parameters())
+    grads = torch.autograd.grad(loss, list(params.values()))
+    trained = dict(after.named_parameters())
+    per_tensor, err_sq, norm_sq = {}, 0.0, 0.0
+    for (name, param), grad in zip(params.items(), grads):
+        applied = (param.detach() - trained[name].detach()) / lr
+        per_tensor[name] = float((applied - grad).abs().max()) / max(float(grad.abs().max()), 1e-30)
+        err_sq += float(((applied - grad).double() ** 2).sum())
+        norm_sq += float((grad.double() ** 2).sum())
+    return {
+        "rel_err": (err_sq / norm_sq) ** 0.5,  # ||applied - g|| / ||g|| over all parameters
+        "max_rel_err": max(per_tensor.values()),
+        "per_tensor": per_tensor,
+        "rows": len(keep),
+        "padding_rows": len(roles) - len(keep),
+        "grad_norm": float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads))),
+        "old_logp_gap": gap,
+    }
+
+
+SGD_STEP = (  # one exact SGD step: theta_1 = theta_0 - lr * g (verl's engine clips with optim.clip_grad)
+    "actor_rollout_ref.actor.optim.optimizer=SGD",
+    "actor_rollout_ref.actor.optim.lr=1.0",
+    "actor_rollout_ref.actor.optim.weight_decay=0",
+    "actor_rollout_ref.actor.optim.clip_grad=1e9",
+    "actor_rollout_ref.actor.checkpoint.save_contents=[model,extra,hf_model]",
+    "trainer.save_freq=1",
+)

@@ -225,7 +225,7 @@ def test_released_code_preset_and_overrides():
     assert (cfg["dypo"]["grpo_weight"], cfg["dypo"]["gal_weight"], cfg["dypo"]["beta"]) == (1.0, 0.001, 0.1)
     assert cfg["dypo"]["gal_reference"] is False and actor["use_kl_loss"] is False
     assert (actor["optim"]["lr"], cfg["data"]["train_batch_size"], actor["ppo_mini_batch_size"]) == (5e-7, 16, 16)
-    assert (actor["entropy_coeff"], actor["grad_clip"], cfg["trainer"]["total_epochs"]) == (0.01, 80.0, 3)
+    assert (actor["entropy_coeff"], actor["optim"]["clip_grad"], cfg["trainer"]["total_epochs"]) == (0.01, 80.0, 3)
     assert cfg["actor_rollout_ref"]["rollout"]["val_kwargs"]["top_p"] == 0.95 and cfg["trainer"]["nnodes"] == 1
     cfg = resolved_config(dry_run("run_dypo_qwen3_4b_base.sh", "dypo.alpha=0.2").stdout)
     assert cfg["dypo"]["alpha"] == 0.2 and cfg["actor_rollout_ref"]["model"]["path"] == "Qwen/Qwen3-4B-Base"

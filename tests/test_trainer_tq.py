@@ -244,11 +244,17 @@ def test_nan_log_probs_fail_with_step_and_row(trainer, tq_env):
 
 
 def test_all_easy_step_skips_update(trainer, tq_env):
+    from recipe_dypo.losses import ROLE_PAD
+    from recipe_dypo.step import row_roles
+
     tq = tq_env
     batch = make_batch(tq, [("e1", [1, 1, 1, 1], {}), ("e2", [1, 1, 1, 1], {})])
     metrics = {}
     out = trainer._balance_batch(batch, metrics)
-    assert all(t.get("is_padding") for t in out.tags) and metrics["dypo/easy_ratio"] == 1.0
+    # one real rollout stays as a zero-weight placeholder (verl's rollout correction refuses all-padding batches)
+    real = [t for t in out.tags if not t.get("is_padding")]
+    assert len(real) == 1 and real[0]["dypo_role"] == "skipped" and metrics["dypo/easy_ratio"] == 1.0
+    assert row_roles(real).tolist() == [ROLE_PAD] and metrics["dypo/dropped_rollouts"] == 8
     assert trainer._skip_update_reason.startswith("nothing to train at step 7")
     called = []
     trainer.actor_rollout_wg.update_actor = lambda b: called.append(b)

@@ -1,0 +1,120 @@
+"""The CPU backend's pieces on their own: the patches are inert unless the CPU platform is selected, and the hf
+rollout samples what verl's rollout config asks for, reproducibly, with the log-probs the actor recomputes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+PROBE = """
+import json, verl
+import torch.distributed.fsdp as torch_fsdp
+from torch.distributed.fsdp import _init_utils
+from verl.plugin.platform import get_platform
+from verl.plugin.platform.platform_manager import PlatformRegistry
+from verl.utils import distributed, fsdp_utils
+from verl.workers.rollout.base import _ROLLOUT_REGISTRY
+from verl.workers.rollout.replica import RolloutReplicaRegistry
+from recipe_dypo.cpu import patches
+print("PROBE", json.dumps({
+    "applied": patches.APPLIED,
+    "platform": get_platform().device_name,
+    "cpu_registered": "cpu" in PlatformRegistry.registered_names(),
+    "process_group_fn": distributed.initialize_global_process_group_ray.__module__,
+    "offload_policy": fsdp_utils.CPUOffloadPolicy.__module__,
+    "fsdp1_offload": torch_fsdp.CPUOffload.__module__,
+    "sync_check": _init_utils._check_module_states_for_sync_module_states.__module__,
+    "load_to_gpu": fsdp_utils.load_fsdp_model_to_gpu.__module__,
+    "hf_rollout": ("hf", "async") in _ROLLOUT_REGISTRY and "hf" in RolloutReplicaRegistry._registry,
+}))
+"""
+
+
+def _probe(platform: str | None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("VERL_PLATFORM", "VERL_ENGINE_DEVICE")}
+    if platform:
+        env["VERL_PLATFORM"] = platform
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("PROBE ")][-1]
+    return json.loads(line[len("PROBE ") :])
+
+
+def test_patches_are_inert_without_the_cpu_platform():
+    """What a GPU machine gets from `import verl` with dypo-verl installed: verl's and torch's own functions and
+    classes, verl's platform detection, and only the extra rollout name `hf`."""
+    state = _probe(None)
+    assert state["applied"] == [] and not state["cpu_registered"]
+    assert state["platform"] != "cpu"
+    assert state["process_group_fn"] == "verl.utils.distributed"
+    assert state["offload_policy"].startswith("torch.distributed")
+    assert state["fsdp1_offload"].startswith("torch.distributed")
+    assert state["sync_check"] == "torch.distributed.fsdp._init_utils"
+    assert state["load_to_gpu"] == "verl.utils.fsdp_utils"
+    assert state["hf_rollout"]
+
+
+def test_cpu_platform_applies_every_patch():
+    from recipe_dypo.cpu.patches import PATCHES
+
+    state = _probe("cpu")
+    assert state["applied"] == [p.__name__ for p in PATCHES]
+    assert state["platform"] == "cpu" and state["cpu_registered"]
+    for key in ("process_group_fn", "offload_policy", "fsdp1_offload", "load_to_gpu"):
+        assert state[key] == "recipe_dypo.cpu.patches", key
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    config = Qwen2Config(
+        vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+        intermediate_size=32, max_position_embeddings=64, eos_token_id=3, tie_word_embeddings=True,
+    )  # fmt: skip
+    return Qwen2ForCausalLM(config).eval()
+
+
+def test_filter_logits_top_k_and_top_p():
+    from recipe_dypo.cpu.hf_rollout import filter_logits
+
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    logits = probs.log()
+    kept = lambda out: torch.isfinite(out).nonzero().flatten().tolist()  # noqa: E731
+    assert kept(filter_logits(logits, top_k=2, top_p=1.0)) == [0, 1]
+    assert kept(filter_logits(logits, top_k=-1, top_p=0.8)) == [0, 1]  # 0.5 + 0.3 reaches 0.8
+    assert kept(filter_logits(logits, top_k=-1, top_p=0.81)) == [0, 1, 2]
+    assert kept(filter_logits(logits[[3, 1, 0, 2]], top_k=-1, top_p=0.5)) == [2]  # order does not matter
+    assert kept(filter_logits(logits, top_k=0, top_p=1.0)) == [0, 1, 2, 3]
+
+
+def test_sample_is_seeded_and_returns_the_actor_log_probs(tiny_model):
+    from recipe_dypo.cpu.hf_rollout import request_seed, sample
+
+    prompt = [5, 6, 7]
+    seed = request_seed(42, 0, prompt, 1)
+    assert seed == request_seed(42, 0, prompt, 1) != request_seed(42, 0, prompt, 2)
+    run = lambda s, t=1.3: sample(tiny_model, prompt, 12, t, 1.0, -1, {3}, torch.Generator().manual_seed(s))  # noqa: E731
+    tokens, log_probs = run(seed)
+    assert (tokens, log_probs) == run(seed) and run(seed)[0] != run(seed + 1)[0]
+    assert len(tokens) == len(log_probs) <= 12 and (3 not in tokens[:-1])
+    # what verl's actor computes: log_softmax(logits / temperature) of the sampled tokens, one full forward
+    ids = torch.tensor([prompt + tokens])
+    logits = tiny_model(input_ids=ids).logits[0, len(prompt) - 1 : -1] / 1.3
+    expected = torch.log_softmax(logits, -1).gather(-1, torch.tensor(tokens)[:, None]).squeeze(-1)
+    assert torch.allclose(torch.tensor(log_probs), expected, atol=1e-5)
+
+
+def test_greedy_sampling_and_eos(tiny_model):
+    from recipe_dypo.cpu.hf_rollout import sample
+
+    tokens, _ = sample(tiny_model, [5, 6, 7], 20, 0.0, 1.0, -1, set(), torch.Generator().manual_seed(0))
+    again, _ = sample(tiny_model, [5, 6, 7], 20, 0.0, 1.0, -1, set(), torch.Generator().manual_seed(1))
+    assert tokens == again and len(tokens) == 20  # greedy ignores the seed; no EOS -> max tokens
+    eos = tokens[4]
+    cut, _ = sample(tiny_model, [5, 6, 7], 20, 0.0, 1.0, -1, {eos}, torch.Generator().manual_seed(0))
+    assert cut == tokens[: tokens.index(eos) + 1]  # stops after the first EOS, EOS included

@@ -1,0 +1,192 @@
+"""DYPO and its baselines through verl's REAL training loop on the CPU backend (recipe_dypo/cpu).
+
+Each fixture is one launch of a run_*.sh script with MODEL=tiny DEVICE=cpu: Ray, TransferQueue, FSDP/FSDP2 engine
+workers on gloo, the agent loop with the hf rollout server, weight sync, checkpoint save/resume are verl's own.
+The reward (tests/e2e_reward.py) grades prompts as the data says, so each step's mix of easy / mid / hard groups
+is scripted. Launches take 60-90 s each on 2 cores; the module shares them between tests.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e_support import SGD_STEP, launch, write_graded_data
+
+pytestmark = pytest.mark.e2e
+
+DYPO = "run_dypo_qwen2.5_7b.sh"
+PAPER_WEIGHTS = dict(grpo_weight=0.5, gal_weight=0.5, beta=1.0, gamma=1.0)
+# Steps of the main run: 1-2 mixed, 3 every group easy (nothing trains), 4 every group hard (pure SFT).
+MAIN_SCHEDULE = ["easy", "mid", "mid", "hard"] + ["mid", "hard", "mid", "easy"] + ["easy"] * 4 + ["hard"] * 4
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from recipe_dypo.cpu.assets import build_tiny_assets
+
+    out = tmp_path_factory.mktemp("tiny")
+    build_tiny_assets(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("e2e")
+
+
+@pytest.fixture(scope="module")
+def main_run(tiny, workdir):
+    """DYPO, FSDP2, 1 rank, reference model on: 4 steps, checkpoint at step 2."""
+    data = write_graded_data(workdir / "main.parquet", MAIN_SCHEDULE)
+    out = workdir / "main"
+    return launch(
+        DYPO, out, tiny, data, 4, "trainer.save_freq=2", f"dypo.debug_dump_dir={out / 'dump'}", ENGINE="fsdp2"
+    ).check()
+
+
+@pytest.fixture(scope="module")
+def resumed_run(tiny, workdir, main_run):
+    """The main run resumed from its step-2 checkpoint, steps 3-4."""
+    out = workdir / "resumed"
+    return launch(
+        DYPO,
+        out,
+        tiny,
+        workdir / "main.parquet",
+        4,
+        "trainer.resume_mode=resume_path",
+        f"trainer.resume_from_path={main_run.out / 'ckpt' / 'global_step_2'}",
+        "trainer.save_freq=2",
+        f"dypo.debug_dump_dir={out / 'dump'}",
+        ENGINE="fsdp2",
+    ).check()
+
+
+def test_every_branch_trains_in_the_real_loop(main_run):
+    m = main_run.metrics
+    assert sorted(m) == [1, 2, 3, 4]
+    grades = [g for step in (1, 2) for g in main_run.regroup(step)["grades"]]
+    assert {"easy", "mid", "hard"} <= set(grades), grades
+    mixed = [m[1], m[2]]
+    # Loss values of GRPO and the linearised GAL are ~0 at theta_old; the gradient each sends is not.
+    for term in ("pg", "sft", "gal"):
+        assert sum(step[f"actor/dypo_grad_logp/{term}"] for step in mixed) > 1e-3, term
+    assert all(step["actor/dypo_sft_loss"] > 0 for step in mixed)
+    assert all(step["dypo/skipped_update"] == 0 and step["actor/grad_norm"] > 0 for step in mixed)
+    for step in (1, 2):  # one teacher row per hard prompt (4 rollouts each)
+        regroup = main_run.regroup(step)
+        assert m[step]["dypo/teacher_rows"] == regroup["grades"].count("hard") / 4 == len(regroup["teachers_drawn"])
+
+
+def test_all_easy_step_skips_and_all_hard_step_is_pure_sft(main_run):
+    m = main_run.metrics
+    assert m[3]["dypo/easy_ratio"] == 1.0 and m[3]["dypo/skipped_update"] == 1.0
+    assert m[3]["dypo/dropped_rollouts"] == 16 and "actor/grad_norm" not in m[3]
+    assert m[4]["dypo/hard_ratio"] == 1.0 and m[4]["dypo/teacher_rows"] == 4 and m[4]["dypo/skipped_update"] == 0
+    assert m[4]["actor/dypo_grad_logp/pg"] == 0 and m[4]["actor/dypo_grad_logp/gal"] == 0
+    assert m[4]["actor/dypo_grad_logp/sft"] > 0 and m[4]["actor/grad_norm"] > 0
+    assert m[4]["dypo/offline_data_ratio"] == 1.0
+
+
+def test_teacher_rows_stay_out_of_rollout_correction(main_run):
+    """Rollout and trainer log-probs agree on sampled rows (the weight sync works); teacher rows, which the rollout
+    never sampled, are excluded (before the fix they showed a diff of ~1.0 on every step with a teacher row)."""
+    m = main_run.metrics
+    for step in (1, 2, 3):
+        assert m[step]["training/rollout_probs_diff_max"] < 1e-4, (step, m[step]["training/rollout_probs_diff_max"])
+    assert "training/rollout_probs_diff_max" not in m[4]  # teacher rows only: nothing was sampled
+
+
+def test_resume_continues_data_order_and_teacher_draws(main_run, resumed_run):
+    for step in (3, 4):
+        original, resumed = main_run.regroup(step), resumed_run.regroup(step)
+        assert sorted(resumed["prompt_index"]) == sorted(original["prompt_index"])
+        assert resumed["grades"] == original["grades"] and resumed["scores"] == original["scores"]
+        assert resumed["teacher_of_prompt"] == original["teacher_of_prompt"]
+        assert resumed["teacher_draws"] == original["teacher_draws"]
+    assert sorted(resumed_run.metrics) == [3, 4]
+    draws = {k: v for k, v in main_run.metrics[4].items() if k.startswith("dypo/teacher_draws/")}
+    assert draws and draws == {k: v for k, v in resumed_run.metrics[4].items() if k.startswith("dypo/teacher_draws/")}
+    # Same weights + seeded sampling: the resumed run's step-4 rollouts are the uninterrupted run's.
+    assert resumed_run.metrics[4]["response_length/mean"] == main_run.metrics[4]["response_length/mean"]
+    assert resumed_run.metrics[4]["dypo/sft_loss"] == pytest.approx(main_run.metrics[4]["dypo/sft_loss"], rel=1e-5)
+
+
+def _gradient_check(run, tiny):
+    from tests.e2e_support import applied_gradient_error
+
+    after = run.out / "ckpt" / "global_step_1" / "actor" / "huggingface"
+    return applied_gradient_error(run, tiny / "model", after, lr=1.0, **PAPER_WEIGHTS)
+
+
+def test_worker_gradient_equals_eq4_fsdp2_two_ranks(tiny, workdir):
+    """Inside verl's workers (2 ranks, micro-batches of 2, verl's padding rows) the applied gradient is the
+    gradient of eq. (4) on the whole batch, with GAL against the reference model."""
+    data = write_graded_data(workdir / "grad2.parquet", ["easy", "mid", "mid", "hard"])
+    out = workdir / "grad_fsdp2_2ranks"
+    run = launch(
+        DYPO,
+        out,
+        tiny,
+        data,
+        1,
+        *SGD_STEP,
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
+        f"dypo.debug_dump_dir={out / 'dump'}",
+        ENGINE="fsdp2",
+        GPUS_PER_NODE=2,
+    ).check()
+    result = _gradient_check(run, tiny)
+    assert result["padding_rows"] > 0 and result["rows"] >= 5
+    assert result["rel_err"] < 1e-5 and result["max_rel_err"] < 5e-5, result
+    assert run.metrics[1]["actor/grad_norm"] == pytest.approx(result["grad_norm"], rel=1e-4)
+
+
+def test_worker_gradient_equals_eq4_reference_free_fsdp1(tiny, workdir):
+    """Reference-free GAL (no reference model) on the FSDP1 engine, 1 rank."""
+    data = write_graded_data(workdir / "grad1.parquet", ["mid", "hard", "mid", "easy"])
+    out = workdir / "grad_fsdp1_reffree"
+    run = launch(
+        DYPO,
+        out,
+        tiny,
+        data,
+        1,
+        *SGD_STEP,
+        "dypo.gal_reference=false",
+        "actor_rollout_ref.actor.use_kl_loss=false",
+        f"dypo.debug_dump_dir={out / 'dump'}",
+        ENGINE="fsdp",
+    ).check()
+    assert "ref_log_prob" not in run.update_batch(1)["rows"]
+    result = _gradient_check(run, tiny)
+    assert result["rel_err"] < 1e-5 and result["max_rel_err"] < 5e-5, result
+
+
+def test_grpo_baseline_runs_two_steps(tiny, workdir):
+    data = write_graded_data(workdir / "grpo.parquet", ["mid", "mid", "easy", "hard"] * 2)
+    run = launch("run_grpo.sh", workdir / "grpo", tiny, data, 2).check()
+    m = run.metrics
+    assert sorted(m) == [1, 2] and all(m[s]["actor/grad_norm"] > 0 for s in (1, 2))
+    assert m[2]["training/rollout_probs_diff_max"] < 1e-4  # the rollout got the updated weights
+    assert not any(k.startswith("dypo/") for k in m[1])
+
+
+def test_hpt_style_baseline(tiny, workdir):
+    data = write_graded_data(workdir / "hpt.parquet", ["easy", "mid", "hard", "mid"])
+    out = workdir / "hpt"
+    run = launch("run_hpt_switch.sh", out, tiny, data, 1, f"dypo.debug_dump_dir={out / 'dump'}").check()
+    m, grades = run.metrics[1], run.regroup(1)["grades"]
+    kept_rl = sum(g != "hard" for g in grades)  # easy groups stay as RL rows (advantage 0)
+    assert "easy" in grades and m["dypo/rl_rows"] == kept_rl and m["dypo/teacher_rows"] == grades.count("hard") / 4
+    assert m["actor/dypo_grad_logp/gal"] == 0 and m["actor/dypo_grad_logp/sft"] > 0
+
+
+def test_luffy_style_baseline(tiny, workdir):
+    data = write_graded_data(workdir / "luffy.parquet", ["easy", "mid", "hard", "mid"])
+    out = workdir / "luffy"
+    run = launch("run_luffy_mix.sh", out, tiny, data, 1, f"dypo.debug_dump_dir={out / 'dump'}").check()
+    m = run.metrics[1]
+    assert m["dypo/teacher_rows"] == 4 and m["dypo/rl_rows"] == 4 * 7  # a teacher joins each group of 7
+    assert m["actor/dypo_grad_logp/offpolicy"] > 0 and m["actor/dypo_grad_logp/sft"] == 0
+    assert m["training/rollout_probs_diff_max"] < 1e-4
