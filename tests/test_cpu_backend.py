@@ -18,6 +18,7 @@ from verl.plugin.platform.platform_manager import PlatformRegistry
 from verl.utils import distributed, fsdp_utils
 from verl.workers.rollout.base import _ROLLOUT_REGISTRY
 from verl.workers.rollout.replica import RolloutReplicaRegistry
+from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 from recipe_dypo.cpu import patches
 print("PROBE", json.dumps({
     "applied": patches.APPLIED,
@@ -28,6 +29,7 @@ print("PROBE", json.dumps({
     "fsdp1_offload": torch_fsdp.CPUOffload.__module__,
     "sync_check": _init_utils._check_module_states_for_sync_module_states.__module__,
     "load_to_gpu": fsdp_utils.load_fsdp_model_to_gpu.__module__,
+    "replay_buffer_init": ReplayBuffer.__init__.__module__,
     "hf_rollout": ("hf", "async") in _ROLLOUT_REGISTRY and "hf" in RolloutReplicaRegistry._registry,
 }))
 """
@@ -54,6 +56,7 @@ def test_patches_are_inert_without_the_cpu_platform():
     assert state["fsdp1_offload"].startswith("torch.distributed")
     assert state["sync_check"] == "torch.distributed.fsdp._init_utils"
     assert state["load_to_gpu"] == "verl.utils.fsdp_utils"
+    assert state["replay_buffer_init"] == "verl.trainer.ppo.v1.replay_buffer"
     assert state["hf_rollout"]
 
 
@@ -63,7 +66,7 @@ def test_cpu_platform_applies_every_patch():
     state = _probe("cpu")
     assert state["applied"] == [p.__name__ for p in PATCHES]
     assert state["platform"] == "cpu" and state["cpu_registered"]
-    for key in ("process_group_fn", "offload_policy", "fsdp1_offload", "load_to_gpu"):
+    for key in ("process_group_fn", "offload_policy", "fsdp1_offload", "load_to_gpu", "replay_buffer_init"):
         assert state[key] == "recipe_dypo.cpu.patches", key
 
 

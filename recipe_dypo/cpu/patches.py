@@ -102,12 +102,36 @@ def fsdp1_load_in_place() -> None:
     _replace(fsdp_utils, "load_fsdp_model_to_gpu", load_fsdp_model_to_gpu)
 
 
+CPU_POLL_INTERVAL_S = 0.05
+
+
+def fast_rollout_polling() -> None:
+    """verl/trainer/ppo/v1/replay_buffer.py ``ReplayBuffer`` polls TransferQueue for finished rollouts every 2 s
+    (``poll_interval``, not exposed in the config). A tiny model's rollout on CPU takes a fraction of that, so every
+    step would wait for the next poll; on the CPU backend it polls every 50 ms. Timing only: what is sampled and
+    trained does not change."""
+    import functools
+
+    from verl.trainer.ppo.v1 import replay_buffer
+
+    original = replay_buffer.ReplayBuffer.__init__
+
+    @functools.wraps(original)
+    def __init__(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.poll_interval = min(self.poll_interval, CPU_POLL_INTERVAL_S)
+
+    __init__.__module__ = __name__
+    replay_buffer.ReplayBuffer.__init__ = __init__
+
+
 PATCHES = (
     gloo_process_group,
     fsdp2_offload_without_pinning,
     fsdp1_offload_off,
     fsdp1_skip_device_check_of_sync_module_states,
     fsdp1_load_in_place,
+    fast_rollout_polling,
 )
 
 
