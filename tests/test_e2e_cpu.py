@@ -95,6 +95,10 @@ def test_teacher_rows_stay_out_of_rollout_correction(main_run):
     for step in (1, 2, 3):
         assert m[step]["training/rollout_probs_diff_max"] < 1e-4, (step, m[step]["training/rollout_probs_diff_max"])
     assert "training/rollout_probs_diff_max" not in m[4]  # teacher rows only: nothing was sampled
+    # verl's rollout correction sees teacher rows with importance ratio 1 (before the fix: kl 0.19 on a step
+    # with one teacher row among 13, log-ppl gap 0.39)
+    for step in (1, 2, 3, 4):
+        assert abs(m[step]["rollout_corr/kl"]) < 1e-6 and m[step]["rollout_corr/log_ppl_abs_diff"] < 1e-5, step
 
 
 def test_resume_continues_data_order_and_teacher_draws(main_run, resumed_run):
