@@ -244,3 +244,20 @@ def test_bad_configs_fail_clearly():
     assert out.returncode != 0 and "PRESET=nope: no configs/preset/nope.yaml" in out.stderr
     out = dry_run("run_grpo.sh", MODEL="llama")
     assert out.returncode != 0 and "MODEL must be qwen2.5-math-7b or qwen3-4b-base, got 'llama'" in out.stderr
+
+
+def test_cpu_tiny_launch_resolves_and_refuses_megatron(tmp_path):
+    """MODEL=tiny DEVICE=cpu: the CPU backend and tiny scale on top of the paper setup; presets still win."""
+    env = dict(MODEL="tiny", DEVICE="cpu", TINY_DIR=str(tmp_path / "tiny"))
+    cfg = resolved_config(dry_run("run_dypo_qwen2.5_7b.sh", **env).stdout)
+    rollout, actor = cfg["actor_rollout_ref"]["rollout"], cfg["actor_rollout_ref"]["actor"]
+    assert (cfg["trainer"]["device"], rollout["name"], rollout["n"], cfg["data"]["train_batch_size"]) == (
+        "cpu", "hf", 4, 4
+    )  # fmt: skip
+    assert cfg["ray_kwargs"]["ray_init"]["num_gpus"] == cfg["trainer"]["n_gpus_per_node"] == 1
+    assert actor["fsdp_config"]["mixed_precision"]["param_dtype"] == "fp32"
+    assert cfg["actor_rollout_ref"]["model"]["path"] == str(tmp_path / "tiny" / "model")
+    cfg = resolved_config(dry_run("run_luffy_mix.sh", **env).stdout)
+    assert cfg["actor_rollout_ref"]["rollout"]["n"] == 7  # the preset's value, not the tiny scale's
+    out = dry_run("run_dypo_qwen2.5_7b.sh", ENGINE="megatron", **env)
+    assert out.returncode != 0 and "DEVICE=cpu runs the FSDP engines only" in out.stderr
