@@ -7,7 +7,8 @@ and four per-row coefficient fields the DYPO trainer writes into TransferQueue.
     loss_mb = dp_size * n_mini * sum_{rows in mb} [ c_pg  * sum_t surrogate(A)_t
                                                   + c_sft * sum_t -log pi(y_t)
                                                   + c_gal * sum_t (log pi(y_t) - log pi_old(y_t))
-                                                  + c_off * sum_t -A_t * f(pi(y_t)) ]
+                                                  + c_off * sum_t -A_t * f(pi(y_t))
+                                                  + kl_coef * c_pg * sum_t KL_t(pi || pi_ref) ]
 
 (c_off is non-zero only for teacher rows mixed into groups, LUFFY-style, with f(p) = p / (p + shaping_gamma).)
 
@@ -25,11 +26,12 @@ from verl.utils import tensordict_utils as tu
 from verl.utils.metric import AggregationType, Metric
 from verl.workers.utils.padding import no_padding_2_padding
 
-from recipe_dypo.losses import shaped_objective
+from recipe_dypo.losses import kl_estimate, shaped_objective
 
 COEF_FIELDS = ("dypo_pg_coef", "dypo_sft_coef", "dypo_gal_coef", "dypo_offpolicy_coef")
 TOTAL_ROWS_KEY = "dypo_total_rows"
 SHAPING_GAMMA_KEY = "dypo_shaping_gamma"
+KL_COEF_KEY = "dypo_kl_coef"
 
 
 def logp_gradient_l1(terms: dict, log_prob, mask) -> dict:
@@ -76,6 +78,7 @@ def dypo_actor_loss(config, model_output, data: TensorDict, dp_group=None):
     config.global_batch_info["loss_scale_factor"] = config.loss_scale_factor
     total_rows = tu.get_non_tensor_data(data=data, key=TOTAL_ROWS_KEY, default=None)
     shaping_gamma = tu.get_non_tensor_data(data=data, key=SHAPING_GAMMA_KEY, default=0.1)
+    kl_coef = tu.get_non_tensor_data(data=data, key=KL_COEF_KEY, default=0.0) or 0.0
     mini_rows = data["global_batch_size"]
     n_mini = total_rows / mini_rows if total_rows and mini_rows else 1.0
 
@@ -105,7 +108,12 @@ def dypo_actor_loss(config, model_output, data: TensorDict, dp_group=None):
         off_loss = (off_coef.unsqueeze(-1) * shaped * mask).sum() * dp_size
     else:
         off_loss = log_prob.new_zeros(())
-    loss = (pg_loss + sft_loss + gal_loss + off_loss) * n_mini
+    if kl_coef:  # the paper's KL inside L_GRPO: on-policy RL rows only, weighted like their surrogate
+        kld = kl_estimate(log_prob, data["ref_log_prob"], config.kl_loss_type)
+        kl_loss = (kl_coef * coef["dypo_pg_coef"].unsqueeze(-1) * kld * mask).sum() * dp_size
+    else:
+        kl_loss = log_prob.new_zeros(())
+    loss = (pg_loss + sft_loss + gal_loss + off_loss + kl_loss) * n_mini
 
     summed = AggregationType.SUM  # each micro-batch holds a partial sum of the step objective
     metrics = Metric.from_dict(pg_metrics, aggregation=AggregationType.MEAN)
@@ -113,7 +121,8 @@ def dypo_actor_loss(config, model_output, data: TensorDict, dp_group=None):
     metrics["actor/dypo_sft_loss"] = Metric(value=sft_loss * n_mini, aggregation=summed)
     metrics["actor/dypo_gal_linear"] = Metric(value=gal_loss * n_mini, aggregation=summed)
     metrics["actor/dypo_offpolicy_loss"] = Metric(value=off_loss * n_mini, aggregation=summed)
-    terms = {"pg": pg_loss, "sft": sft_loss, "gal": gal_loss, "offpolicy": off_loss}
+    metrics["actor/dypo_kl_loss"] = Metric(value=kl_loss * n_mini, aggregation=summed)
+    terms = {"pg": pg_loss, "sft": sft_loss, "gal": gal_loss, "offpolicy": off_loss, "kl": kl_loss}
     for name, value in logp_gradient_l1(terms, log_prob, mask).items():
         metrics[f"actor/dypo_grad_logp/{name}"] = Metric(value=value * n_mini, aggregation=summed)
 

@@ -29,6 +29,7 @@ class DypoConfig:
     teacher_names: list | None = None
     offpolicy_mixing: bool = False
     shaping_gamma: float = 0.1
+    kl_coef: float = 0.0
     debug_dump_dir: str | None = None
 
     @property
@@ -68,6 +69,8 @@ class DypoConfig:
             )
         if out.shaping_gamma <= 0:
             raise ValueError(f"dypo.shaping_gamma must be > 0, got {out.shaping_gamma}")
+        if out.kl_coef < 0:
+            raise ValueError(f"dypo.kl_coef must be >= 0, got {out.kl_coef}")
         if out.max_teacher_tokens < 1:
             raise ValueError(f"dypo.max_teacher_tokens must be >= 1, got {out.max_teacher_tokens}")
         return out
@@ -94,6 +97,16 @@ def check_verl_config(config) -> DypoConfig:
         problems.append(
             "dypo.gal_reference=true needs verl's reference model: set actor_rollout_ref.actor.use_kl_loss=true "
             "(kl_loss_coef=0 keeps the KL term off), or use reference-free GAL with dypo.gal_reference=false"
+        )
+    if actor.use_kl_loss and actor.get("kl_loss_coef", 0.0) != 0:
+        problems.append(
+            f"actor_rollout_ref.actor.kl_loss_coef={actor.kl_loss_coef}: verl's KL loss would apply to every row, "
+            "teacher rows included, without the alpha weight; set it to 0.0 and use dypo.kl_coef (KL on RL rows only)"
+        )
+    if dypo.kl_coef > 0 and not actor.use_kl_loss:
+        problems.append(
+            f"dypo.kl_coef={dypo.kl_coef} needs verl's reference model: set actor_rollout_ref.actor.use_kl_loss=true "
+            "(with kl_loss_coef=0.0)"
         )
     if config.actor_rollout_ref.rollout.n < 2:
         problems.append(f"actor_rollout_ref.rollout.n={config.actor_rollout_ref.rollout.n}: DYPO grades groups of k>=2")

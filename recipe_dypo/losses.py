@@ -256,6 +256,13 @@ def _count_pair_groups(scores, uids, success_threshold: float) -> int:
     return int(((wins > 0) & (wins < sizes)).sum())
 
 
+def kl_estimate(log_prob: torch.Tensor, ref_log_prob: torch.Tensor, kind: str = "low_var_kl") -> torch.Tensor:
+    """Per-token estimate of D_KL(pi_theta || pi_ref): verl's ``kl_penalty`` (``actor.kl_loss_type``), (..., T)."""
+    from verl.trainer.ppo.core_algos import kl_penalty
+
+    return kl_penalty(logprob=log_prob, ref_logprob=ref_log_prob, kl_penalty=kind)
+
+
 def clipped_surrogate(log_prob, old_log_prob, advantages, clip_low: float = 0.2, clip_high: float = 0.2):
     """Per-token PPO/GRPO clipped loss -min(ratio * A, clip(ratio) * A); all args (..., T)."""
     ratio = torch.exp(log_prob - old_log_prob)
@@ -277,8 +284,14 @@ def dypo_objective(
     sft_token_mean: bool = True,
     clip_ratio: float = 0.2,
     shaping_gamma: float = 0.1,
+    kl_coef: float = 0.0,
+    kl_type: str = "low_var_kl",
 ) -> torch.Tensor:
     """Eq. (4) on a whole batch, written the way the paper states it (the reference for tests).
+
+    ``kl_coef`` > 0 adds the paper's beta_KL * D_KL(pi_theta || pi_ref) inside L_GRPO (eq. 3): per token of the
+    on-policy rollouts, averaged like the surrogate, so it carries alpha on mid prompts and never touches teacher
+    rows (needs ``ref_log_probs``).
 
     Off-policy rows (LUFFY-style mixing, not part of eq. 4) are members of their prompt's group: they enter the
     group's advantages and its per-sequence mean with :func:`shaped_objective` in place of the clipped surrogate.
@@ -306,7 +319,10 @@ def dypo_objective(
     for g in groups:
         members = [i for i in rl if uids[i] == g]
         per_sequence = [
-            clipped_surrogate(log_probs[i], old_log_probs[i], adv[i], clip_ratio, clip_ratio).mean()
+            (
+                clipped_surrogate(log_probs[i], old_log_probs[i], adv[i], clip_ratio, clip_ratio)
+                + (kl_coef * kl_estimate(log_probs[i], ref_log_probs[i], kl_type) if kl_coef else 0.0)
+            ).mean()
             if roles[i] == ROLE_MID
             else shaped_objective(log_probs[i], adv[i], shaping_gamma).mean()
             for i in members

@@ -315,6 +315,8 @@ def step_coefficients(
         "dypo/trained_prompts": float(coefs.num_prompts),
         "dypo/trained_rows": float(trained),
         "dypo/offline_data_ratio": float(offline.sum() / trained) if trained else 0.0,
+        # Fig. 4 (left) of the paper: share of the trained prompts that learn from a teacher row (one per prompt)
+        "dypo/offline_prompt_ratio": float(offline.sum() / coefs.num_prompts) if coefs.num_prompts else 0.0,
         "dypo/padding_rows": float((roles == ROLE_PAD).sum()),
     }
     lengths = torch.as_tensor(np.asarray(response_lengths, dtype=np.float64)).clamp(min=1)

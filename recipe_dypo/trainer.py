@@ -33,7 +33,7 @@ from verl.utils.config import omega_conf_to_dataclass
 from verl.utils.debug.metrics import calculate_debug_metrics
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
-from recipe_dypo.actor_loss import COEF_FIELDS, SHAPING_GAMMA_KEY, TOTAL_ROWS_KEY, dypo_actor_loss
+from recipe_dypo.actor_loss import COEF_FIELDS, KL_COEF_KEY, SHAPING_GAMMA_KEY, TOTAL_ROWS_KEY, dypo_actor_loss
 from recipe_dypo.config import check_verl_config
 from recipe_dypo.losses import ROLE_MID, ROLE_OFFPOLICY, ROLE_PAD, ROLE_TEACHER
 from recipe_dypo.step import (
@@ -311,6 +311,7 @@ class DypoTrainer(PPOTrainerSync):
             dump_update_batch(self.dypo.debug_dump_dir, self.global_steps, batch, self.dypo.gal_reference)
         batch.extra_info[TOTAL_ROWS_KEY] = len(batch)
         batch.extra_info[SHAPING_GAMMA_KEY] = self.dypo.shaping_gamma
+        batch.extra_info[KL_COEF_KEY] = self.dypo.kl_coef
         return super()._update_actor(batch, metrics)
 
     # ------------------------------------------------------------------ resume

@@ -53,6 +53,24 @@ def test_config_checks_of_the_new_keys():
             DypoConfig.from_config(bad)
 
 
+def test_verl_config_checks_of_kl_and_rollout_correction():
+    """verl's own KL loss would hit teacher rows; dypo.kl_coef needs the reference model; bypass mode would take
+    theta_old from rollout log-probs teacher rows do not have."""
+    from recipe_dypo.config import check_verl_config
+    from tests.conftest import compose_dypo_config
+
+    assert check_verl_config(compose_dypo_config(["dypo.kl_coef=0.01"])).kl_coef == 0.01
+    for overrides, message in [
+        (["actor_rollout_ref.actor.kl_loss_coef=0.001"], "verl's KL loss would apply to every row"),
+        (["dypo.kl_coef=0.01", "actor_rollout_ref.actor.use_kl_loss=false", "dypo.gal_reference=false"],
+         "dypo.kl_coef=0.01 needs verl's reference model"),
+        (["algorithm.rollout_correction.bypass_mode=true"], "bypass_mode=true uses rollout log-probs"),
+        (["dypo.kl_coef=-1"], "dypo.kl_coef must be >= 0"),
+    ]:  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            check_verl_config(compose_dypo_config(overrides))
+
+
 def test_teacher_names_filter_the_teachers_of_a_row():
     row = {
         "extra_info": {"teachers": [{"name": "deepseek-r1", "response": "A"}, {"name": "qwen3", "response": "B"}]},

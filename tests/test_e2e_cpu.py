@@ -75,7 +75,9 @@ def test_every_branch_trains_in_the_real_loop(main_run):
     assert all(step["dypo/skipped_update"] == 0 and step["actor/grad_norm"] > 0 for step in mixed)
     for step in (1, 2):  # one teacher row per hard prompt (4 rollouts each)
         regroup = main_run.regroup(step)
-        assert m[step]["dypo/teacher_rows"] == regroup["grades"].count("hard") / 4 == len(regroup["teachers_drawn"])
+        hard, easy = regroup["grades"].count("hard") / 4, regroup["grades"].count("easy") / 4
+        assert m[step]["dypo/teacher_rows"] == hard == len(regroup["teachers_drawn"])
+        assert m[step]["dypo/offline_prompt_ratio"] == pytest.approx(hard / (4 - easy))  # Fig. 4's curve
 
 
 def test_all_easy_step_skips_and_all_hard_step_is_pure_sft(main_run):
@@ -85,7 +87,7 @@ def test_all_easy_step_skips_and_all_hard_step_is_pure_sft(main_run):
     assert m[4]["dypo/hard_ratio"] == 1.0 and m[4]["dypo/teacher_rows"] == 4 and m[4]["dypo/skipped_update"] == 0
     assert m[4]["actor/dypo_grad_logp/pg"] == 0 and m[4]["actor/dypo_grad_logp/gal"] == 0
     assert m[4]["actor/dypo_grad_logp/sft"] > 0 and m[4]["actor/grad_norm"] > 0
-    assert m[4]["dypo/offline_data_ratio"] == 1.0
+    assert m[4]["dypo/offline_data_ratio"] == 1.0 and m[4]["dypo/offline_prompt_ratio"] == 1.0
 
 
 def test_teacher_rows_stay_out_of_rollout_correction(main_run):
@@ -116,16 +118,16 @@ def test_resume_continues_data_order_and_teacher_draws(main_run, resumed_run):
     assert resumed_run.metrics[4]["dypo/sft_loss"] == pytest.approx(main_run.metrics[4]["dypo/sft_loss"], rel=1e-5)
 
 
-def _gradient_check(run, tiny):
+def _gradient_check(run, tiny, **objective_kwargs):
     from tests.e2e_support import applied_gradient_error
 
     after = run.out / "ckpt" / "global_step_1" / "actor" / "huggingface"
-    return applied_gradient_error(run, tiny / "model", after, lr=1.0, **PAPER_WEIGHTS)
+    return applied_gradient_error(run, tiny / "model", after, lr=1.0, **PAPER_WEIGHTS, **objective_kwargs)
 
 
 def test_worker_gradient_equals_eq4_fsdp2_two_ranks(tiny, workdir):
     """Inside verl's workers (2 ranks, micro-batches of 2, verl's padding rows) the applied gradient is the
-    gradient of eq. (4) on the whole batch, with GAL against the reference model."""
+    gradient of eq. (4) on the whole batch, with GAL against the reference model and the paper's KL term on."""
     data = write_graded_data(workdir / "grad2.parquet", ["easy", "mid", "mid", "hard"])
     out = workdir / "grad_fsdp2_2ranks"
     run = launch(
@@ -136,11 +138,13 @@ def test_worker_gradient_equals_eq4_fsdp2_two_ranks(tiny, workdir):
         1,
         *SGD_STEP,
         "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
+        "dypo.kl_coef=0.05",
         f"dypo.debug_dump_dir={out / 'dump'}",
         ENGINE="fsdp2",
         GPUS_PER_NODE=2,
     ).check()
-    result = _gradient_check(run, tiny)
+    assert run.metrics[1]["actor/dypo_grad_logp/kl"] > 0
+    result = _gradient_check(run, tiny, kl_coef=0.05)
     assert result["padding_rows"] > 0 and result["rows"] >= 5
     assert result["rel_err"] < 1e-5 and result["max_rel_err"] < 5e-5, result
     assert run.metrics[1]["actor/grad_norm"] == pytest.approx(result["grad_norm"], rel=1e-4)

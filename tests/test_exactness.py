@@ -91,7 +91,7 @@ def advantages_via_verl(rows):
     return [out.batch["advantages"][i, : len(r["response"])] for i, r in enumerate(rows)]
 
 
-def micro_batch(rows, idx, theta, old_lp, adv, coefs, dp_size, total_rows):
+def micro_batch(rows, idx, theta, old_lp, adv, coefs, dp_size, total_rows, ref_lp=None, kl_coef=0.0):
     """One micro-batch in the layout verl's engines hand to a loss function."""
 
     def nested(ts):
@@ -108,6 +108,7 @@ def micro_batch(rows, idx, theta, old_lp, adv, coefs, dp_size, total_rows):
             "response_mask": nested(resp_mask),
             "old_log_probs": nested([old_lp[i] for i in idx]),
             "advantages": nested([adv[i] for i in idx]),
+            **({"ref_log_prob": nested([ref_lp[i] for i in idx])} if ref_lp is not None else {}),
             **{name: getattr(coefs, name.split("_")[1])[idx] for name in COEF_FIELDS},
         },
         batch_size=[len(idx)],
@@ -121,6 +122,7 @@ def micro_batch(rows, idx, theta, old_lp, adv, coefs, dp_size, total_rows):
         global_batch_size=len(rows),
         dypo_total_rows=total_rows,
         dypo_shaping_gamma=SHAPING_GAMMA,
+        dypo_kl_coef=kl_coef,
     )
     return td, {"log_probs": log_probs}
 
@@ -155,20 +157,22 @@ def sharded_gradient(rows, theta_old, ref_theta, actor_config, dp_size, micro_si
         theta.grad = None
         cuts = np.sort(rng.choice(np.arange(1, len(shard)), size=min(2, len(shard) - 1), replace=False))
         for mb in np.split(shard, cuts):
-            td, model_output = micro_batch(rows, torch.as_tensor(mb), theta, old_lp, adv, coefs, dp_size, len(rows))
+            td, model_output = micro_batch(
+                rows, torch.as_tensor(mb), theta, old_lp, adv, coefs, dp_size, len(rows), ref_lp, kw.get("kl_coef", 0.0)
+            )
             loss, _ = dypo_actor_loss(actor_config, model_output, td)
             loss.backward()
         shard_grads.append(theta.grad.clone())
     return torch.stack(shard_grads).mean(0)  # data-parallel all-reduce averages gradients
 
 
-def reference_gradient(rows, theta_old, ref_theta, weights, gal_reference=True, beta=1.0, gamma=1.0):
+def reference_gradient(rows, theta_old, ref_theta, weights, gal_reference=True, beta=1.0, gamma=1.0, kl_coef=0.0):
     theta = theta_old.clone().requires_grad_(True)
     resp = lambda th, r: seq_log_probs(th, torch.cat([r["prompt"], r["response"]]))[len(r["prompt"]) - 1 : -1]  # noqa
     live = [resp(theta, r) for r in rows]
     with torch.no_grad():
         old = [resp(theta_old, r) for r in rows]
-        ref = [resp(ref_theta, r) for r in rows] if gal_reference else None
+        ref = [resp(ref_theta, r) for r in rows] if gal_reference or kl_coef else None
     loss = dypo_objective(
         live,
         old,
@@ -181,6 +185,7 @@ def reference_gradient(rows, theta_old, ref_theta, weights, gal_reference=True, 
         beta=beta,
         gamma=gamma,
         shaping_gamma=SHAPING_GAMMA,
+        kl_coef=kl_coef,
     )
     (grad,) = torch.autograd.grad(loss, theta)
     return grad
@@ -218,6 +223,32 @@ def test_sharded_gradient_with_offpolicy_rows_equals_full_batch(actor_config, dp
     # The off-policy rows matter: without them the gradient differs.
     plain = [r for r in rows if r["role"] != ROLE_OFFPOLICY]
     assert (reference_gradient(plain, theta_old, ref_theta, (1.0, 0.0)) - want).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("dp_size", [1, 3])
+def test_kl_term_is_exact_and_only_on_rl_rows(actor_config, dp_size):
+    """The paper's beta_KL * KL inside L_GRPO (dypo.kl_coef): exact under sharding, weighted by alpha like the
+    surrogate, and absent from teacher rows."""
+    torch.manual_seed(3)
+    theta_old = torch.randn(V, V, dtype=torch.float64)
+    ref_theta = theta_old + 0.3 * torch.randn(V, V, dtype=torch.float64)
+    rows = make_batch(3)
+    kw = dict(kl_coef=0.3)
+    want = reference_gradient(rows, theta_old, ref_theta, (0.5, 0.5), **kw)
+    got = sharded_gradient(rows, theta_old, ref_theta, actor_config, dp_size, 13, (0.5, 0.5), **kw)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    kl_part = want - reference_gradient(rows, theta_old, ref_theta, (0.5, 0.5))
+    assert kl_part.abs().max() > 1e-3
+    # weighted like the GRPO term: alpha 0.2 instead of 0.5 scales it by 0.4 exactly
+    kl_part_02 = reference_gradient(rows, theta_old, ref_theta, (0.2, 0.8), **kw) - reference_gradient(
+        rows, theta_old, ref_theta, (0.2, 0.8)
+    )
+    torch.testing.assert_close(kl_part_02, 0.4 * kl_part, rtol=0, atol=1e-9)
+    # teacher rows get no KL: on a batch of teacher rows only the worker's gradient does not move
+    teachers = make_batch(3, n_mid_groups=0, n_teacher=3)
+    with_kl = sharded_gradient(teachers, theta_old, ref_theta, actor_config, dp_size, 13, (0.5, 0.5), kl_coef=0.3)
+    without = sharded_gradient(teachers, theta_old, ref_theta, actor_config, dp_size, 13, (0.5, 0.5))
+    torch.testing.assert_close(with_kl, without, rtol=0, atol=0)
 
 
 def test_shaped_objective_values():

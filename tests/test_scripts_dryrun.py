@@ -243,7 +243,7 @@ def test_bad_configs_fail_clearly():
     out = dry_run("run_dypo_qwen2.5_7b.sh", PRESET="nope")
     assert out.returncode != 0 and "PRESET=nope: no configs/preset/nope.yaml" in out.stderr
     out = dry_run("run_grpo.sh", MODEL="llama")
-    assert out.returncode != 0 and "MODEL must be qwen2.5-math-7b or qwen3-4b-base, got 'llama'" in out.stderr
+    assert out.returncode != 0 and "MODEL must be qwen2.5-math-7b, qwen3-4b-base or tiny, got 'llama'" in out.stderr
 
 
 def test_cpu_tiny_launch_resolves_and_refuses_megatron(tmp_path):

@@ -215,7 +215,8 @@ def test_coefficients_written_match_row_coefficients(trainer, tq_env):
     for name in COEF_FIELDS:
         torch.testing.assert_close(got[name].double(), getattr(want, name.split("_")[1]), atol=1e-7, rtol=1e-6)
     assert want.num_prompts == 3 and metrics["dypo/trained_prompts"] == 3
-    assert metrics["dypo/offline_data_ratio"] == pytest.approx(1 / 9)
+    assert metrics["dypo/offline_data_ratio"] == pytest.approx(1 / 9)  # rows: 1 teacher row among 9 trained
+    assert metrics["dypo/offline_prompt_ratio"] == pytest.approx(1 / 3)  # prompts: 1 of the 3 trained prompts
     assert 0.0 <= metrics["dypo/gal_pair_acc"] <= 1.0 and metrics["dypo/gal_pairs"] == 4 + 3
     # advantages come from verl's _compute_advantage with the registered 'dypo' estimator
     adv = [a[0].item() if len(a) else 0.0 for a in got["advantages"].unbind()]
@@ -395,6 +396,7 @@ def test_luffy_mixing_puts_one_teacher_row_in_every_group(tq_env):
     assert float(pg[rows["lh_teacher_0"]]) == 0 and float(off[rows["lh_0_0"]]) == 0
     assert float(pg[rows["lm_0_0"]]) == pytest.approx(1.0 / (q * 4 * 3), rel=1e-6)  # no teacher: group of 4
     assert metrics["dypo/offline_data_ratio"] == pytest.approx(2 / 14)
+    assert metrics["dypo/offline_prompt_ratio"] == pytest.approx(2 / 3)  # 2 of the 3 groups have a teacher row
     tq.kv_clear(keys=out.keys, partition_id="train")
 
 

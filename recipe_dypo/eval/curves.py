@@ -11,8 +11,10 @@ Log formats read (one run per path):
 
 Figures:
 
-* Fig. 4: offline-data ratio (``dypo/offline_data_ratio``), training reward (``dypo/rollout_score_mean``, falling
-  back to verl's ``critic/score/mean`` for plain GRPO runs) and policy entropy (``actor/entropy``) vs step.
+* Fig. 4: offline-data ratio (``dypo/offline_prompt_ratio``: prompts trained by a teacher row / prompts trained;
+  ``dypo/offline_data_ratio``, the row-level ratio, for older logs), training reward
+  (``dypo/rollout_score_mean``, falling back to verl's ``critic/score/mean`` for plain GRPO runs) and policy
+  entropy (``actor/entropy``) vs step.
 * Fig. 5: gradient norm (``actor/grad_norm``) vs step.
 """
 
@@ -27,7 +29,8 @@ from collections.abc import Mapping, Sequence
 Series = dict[str, list[tuple[int, float]]]  # metric -> [(step, value)] sorted by step
 
 FIG4_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Offline data ratio", ("dypo/offline_data_ratio",)),
+    # prompt-level ratio (the paper's curve); runs logged before it existed fall back to the row-level ratio
+    ("Offline data ratio", ("dypo/offline_prompt_ratio", "dypo/offline_data_ratio")),
     ("Training reward", ("dypo/rollout_score_mean", "critic/score/mean", "critic/rewards/mean")),
     ("Policy entropy", ("actor/entropy",)),
 )
