@@ -170,7 +170,8 @@ class DypoTrainer(PPOTrainerSync):
         teacher_keys, teacher_tags = [], []
         built = TeacherRows(sources=[], rows=[], teachers=[], no_teacher=0, truncated=0)
         if plan.teacher_groups:
-            rep_rows = [rows[0] for rows in plan.teacher_groups.values()]
+            group_uids = list(plan.teacher_groups)
+            rep_rows = [plan.teacher_groups[uid][0] for uid in group_uids]
             fetched = tq.kv_batch_get(keys=[batch.keys[r] for r in rep_rows], partition_id=pid)
             templates = [{k: _unwrap(v) for k, v in fetched[i].items()} for i in range(len(rep_rows))]
             # Draw in an order fixed by the prompts' tokens: rollouts reach TransferQueue in completion order, and
@@ -178,7 +179,7 @@ class DypoTrainer(PPOTrainerSync):
             order = sorted(range(len(templates)), key=lambda i: templates[i]["prompts"].tolist())
             templates = [templates[i] for i in order]
             rep_rows = [rep_rows[i] for i in order]
-            group_uids = [list(plan.teacher_groups)[i] for i in order]
+            group_uids = [group_uids[i] for i in order]
             self._wait_for_prefetch()
             built = build_teacher_rows(
                 templates, self.teacher_sampler, self.dypo, self._teacher_tokens, self.teacher_draws
@@ -308,7 +309,7 @@ class DypoTrainer(PPOTrainerSync):
             return batch
         metrics["dypo/skipped_update"] = 0.0
         if self.dypo.debug_dump_dir:
-            dump_update_batch(self.dypo.debug_dump_dir, self.global_steps, batch, self.dypo.gal_reference)
+            dump_update_batch(self.dypo.debug_dump_dir, self.global_steps, batch)
         batch.extra_info[TOTAL_ROWS_KEY] = len(batch)
         batch.extra_info[SHAPING_GAMMA_KEY] = self.dypo.shaping_gamma
         batch.extra_info[KL_COEF_KEY] = self.dypo.kl_coef
@@ -388,11 +389,11 @@ def dump_regroup(folder: str, step: int, batch: KVBatchMeta, plan, built: Teache
 DUMP_FIELDS = ("uid", "rm_scores", "input_ids", "response_mask", "old_log_probs", "advantages", *COEF_FIELDS)
 
 
-def dump_update_batch(folder: str, step: int, batch: KVBatchMeta, with_ref: bool) -> str:
+def dump_update_batch(folder: str, step: int, batch: KVBatchMeta) -> str:
     """``dypo.debug_dump_dir``: save the batch the actor update consumes (every row, verl's padding included,
     with its tags) to ``<folder>/update_step_<step>.pt``, so a test can recompute eq. (4) on exactly this batch
     and compare the gradient the workers applied (tests/test_e2e_cpu.py)."""
-    fields = list(DUMP_FIELDS) + (["ref_log_prob"] if with_ref else [])
+    fields = list(DUMP_FIELDS) + (["ref_log_prob"] if "ref_log_prob" in (batch.fields or []) else [])
     data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
     rows = {name: _unbind(data[name]) for name in fields if name != "uid"}
     rows["uid"] = [str(u) for u in data["uid"]]
