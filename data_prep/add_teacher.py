@@ -6,8 +6,8 @@ Each JSONL line is one trace: ``{"index": int, "prompt_hash": str, "teacher": st
 ``prompt_hash`` or --key index is given, the same ``extra_info.index``. Unmatched, duplicate, over-limit and
 malformed lines are counted and reported; nothing is dropped silently.
 
-    python -m data_prep.add_teacher --input data/train.parquet --traces qwen3_traces.jsonl \\
-        --teacher-name qwen3-235b-a22b --output data/train_2teachers.parquet --min-teachers 2
+    python -m data_prep.add_teacher --input data/train.parquet --traces data/qwen3-235b-a22b.jsonl \\
+        --teacher-name qwen3-235b-a22b --output data/train_2t.parquet --min-teachers 2
 """
 
 from __future__ import annotations

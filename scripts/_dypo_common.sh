@@ -5,7 +5,12 @@
 #   DEVICE=gpu|cpu   cpu: verl's real trainer on the CPU backend (recipe_dypo/cpu; tests and teaching only)
 #   ENGINE=fsdp|fsdp2|megatron   training engine (default fsdp)
 #   ROLLOUT=vllm|sglang|hf       rollout server (default vllm; hf with DEVICE=cpu)
-#   NNODES, GPUS_PER_NODE, MODEL_PATH, TRAIN_FILE, VAL_FILE, DATA_DIR, EXP_NAME, CKPT_DIR
+#   TEACHER_SIZE=235b|32b|8b  second teacher beside DeepSeek-R1 (Table 3: Qwen3-235B-A22B, Qwen3-32B, Qwen3-8B;
+#                    data_prep/teacher_sizes.py): reads $DATA_DIR/train_2t[_32b|_8b].parquet and
+#                    sft_2t[_32b|_8b].parquet, and adds -t32b / -t8b to the run names (default 235b: no suffix)
+#   SFT_TEACHERS=1|2 SFT data: 1 = DeepSeek-R1 traces only (sft_1t.parquet; Table 1's SFT, the default),
+#                    2 = both teachers of TEACHER_SIZE (sft_2t*.parquet; Table 3's "+ Multi-Teacher")
+#   NNODES, GPUS_PER_NODE, MODEL_PATH, TRAIN_FILE, VAL_FILE, SFT_FILE, DATA_DIR, EXP_NAME, CKPT_DIR
 # Extra hydra overrides are passed through: bash scripts/run_x.sh dypo.alpha=0.2 trainer.total_epochs=2
 set -euo pipefail
 
@@ -48,7 +53,21 @@ case "$MODEL" in
     MODEL_ARGS=("+scale=tiny") ;;
   *) echo "MODEL must be qwen2.5-math-7b, qwen3-4b-base or tiny, got '$MODEL'" >&2; exit 1 ;;
 esac
-TRAIN_FILE="${TRAIN_FILE:-$DATA_DIR/train_2t.parquet}"
+
+# Teacher data (file names as data_prep/teacher_sizes.py and scripts/prepare_teacher_data.sh write them).
+TEACHER_SIZE="${TEACHER_SIZE:-235b}"
+case "$TEACHER_SIZE" in
+  235b) TEACHER_SUFFIX=""; TEACHER_TAG="" ;;
+  32b|8b) TEACHER_SUFFIX="_$TEACHER_SIZE"; TEACHER_TAG="-t$TEACHER_SIZE" ;;
+  *) echo "TEACHER_SIZE must be 235b, 32b or 8b, got '$TEACHER_SIZE'" >&2; exit 1 ;;
+esac
+SFT_TEACHERS="${SFT_TEACHERS:-1}"
+case "$SFT_TEACHERS" in
+  1) SFT_DATA_FILE="$DATA_DIR/sft_1t.parquet"; SFT_TAG="1t" ;;
+  2) SFT_DATA_FILE="$DATA_DIR/sft_2t$TEACHER_SUFFIX.parquet"; SFT_TAG="2t$TEACHER_TAG" ;;
+  *) echo "SFT_TEACHERS must be 1 (DeepSeek-R1 only) or 2 (both teachers), got '$SFT_TEACHERS'" >&2; exit 1 ;;
+esac
+TRAIN_FILE="${TRAIN_FILE:-$DATA_DIR/train_2t$TEACHER_SUFFIX.parquet}"
 VAL_FILE="${VAL_FILE:-[$DATA_DIR/eval/aime24.parquet,$DATA_DIR/eval/amc.parquet,$DATA_DIR/eval/math500.parquet]}"
 
 # Engine-specific overrides of an RL config; the DYPO loss itself is engine-agnostic (one function, set_loss_fn).
@@ -101,7 +120,7 @@ rl_launch() {
     "$@"
 }
 
-dypo_launch() { rl_launch dypo_trainer "${EXP_NAME:-dypo-$MODEL}" "$@"; }
+dypo_launch() { rl_launch dypo_trainer "${EXP_NAME:-dypo$TEACHER_TAG-$MODEL}" "$@"; }
 
 # sft_launch EXP_NAME [hydra overrides...]: verl's SFT trainer under torchrun (DRY_RUN: resolve the config only).
 sft_launch() {
@@ -109,13 +128,13 @@ sft_launch() {
   shift
   local engine_args=()
   case "$ENGINE" in
-    fsdp|fsdp2) engine_args=("engine.strategy=$ENGINE" "optim.lr_scheduler_type=cosine") ;;
-    megatron) engine_args=("engine=megatron" "optim=megatron" "optim.lr_decay_style=cosine"
+    fsdp|fsdp2) engine_args=("engine.strategy=$ENGINE" "optim.lr_scheduler_type=constant") ;;
+    megatron) engine_args=("engine=megatron" "optim=megatron" "optim.lr_decay_style=constant"
                            "engine.tensor_model_parallel_size=${MEGATRON_TP:-2}") ;;
     *) echo "ENGINE must be fsdp, fsdp2 or megatron, got '$ENGINE'" >&2; return 1 ;;
   esac
   local args=(--config-path="$REPO_ROOT/configs" --config-name=sft_trainer "${engine_args[@]}"
-              model.path="$MODEL_PATH" data.train_files="${SFT_FILE:-$DATA_DIR/sft_2t.parquet}"
+              model.path="$MODEL_PATH" data.train_files="${SFT_FILE:-$SFT_DATA_FILE}"
               trainer.nnodes="$NNODES" trainer.n_gpus_per_node="$GPUS_PER_NODE"
               trainer.experiment_name="$exp_name" trainer.default_local_dir="${SFT_CKPT_DIR:-checkpoints/$exp_name}"
               "$@")

@@ -3,4 +3,4 @@
 # teacher row, all other prompts -> GRPO (easy groups kept, advantage 0), no GAL.
 #   DRY_RUN=1 bash scripts/run_hpt_switch.sh
 source "$(dirname "$0")/_dypo_common.sh"
-PRESET=hpt_switch rl_launch dypo_trainer "${EXP_NAME:-hpt-switch-$MODEL}" "$@"
+PRESET=hpt_switch rl_launch dypo_trainer "${EXP_NAME:-hpt-switch$TEACHER_TAG-$MODEL}" "$@"

@@ -14,6 +14,19 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
+# The paper's text and the checked transcription of its tables: ../shared/paper, or $DYPO_SHARED_PAPER.
+SHARED_PAPER = Path(os.environ.get("DYPO_SHARED_PAPER", REPO.parent / "shared" / "paper"))
+
+
+@pytest.fixture(scope="session")
+def paper_tables_md():
+    """Text of ../shared/paper/tables.md (every published cell of Tables 1-5, checked against the PDF)."""
+    path = SHARED_PAPER / "tables.md"
+    if not path.is_file():
+        pytest.skip(f"paper transcription not found at {path} (it lives in ../shared/paper)")
+    return path.read_text(encoding="utf-8")
+
+
 @pytest.fixture(scope="session")
 def shared_benchmarks():
     if not SHARED_BENCHMARKS.is_dir():

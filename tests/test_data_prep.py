@@ -1,6 +1,7 @@
 """data_prep/ scripts and recipe_dypo.data_schema: toy data, train/teacher pipeline, validation, eval sets."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +9,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from data_prep import add_teacher, generate_teacher_traces, prepare_eval, prepare_train, toy_data, validate
+from data_prep import (
+    add_teacher,
+    generate_teacher_traces,
+    prepare_eval,
+    prepare_train,
+    teacher_sizes,
+    toy_data,
+    validate,
+)
 from data_prep.generate_teacher_traces import GenOut
 from recipe_dypo.data_schema import make_token_counter, prompt_hash, validate_dataframe, validate_parquet
 from recipe_dypo.reward import score_batch
@@ -190,6 +199,32 @@ def test_scripts_help_as_files(script):
 
 
 # ------------------------------------------------------------------------------------------ teacher trace generation
+
+
+def test_teacher_sizes_and_the_prepare_script(tmp_path):
+    """Table 3's teacher strengths: the paper's Qwen3-235B-A22B and our reading of 32B / 8B as Qwen3-32B / -8B."""
+    assert [(t.size, t.model, t.train_file, t.sft_file) for t in teacher_sizes.TEACHER_SIZES.values()] == [
+        ("235b", "Qwen/Qwen3-235B-A22B", "train_2t.parquet", "sft_2t.parquet"),
+        ("32b", "Qwen/Qwen3-32B", "train_2t_32b.parquet", "sft_2t_32b.parquet"),
+        ("8b", "Qwen/Qwen3-8B", "train_2t_8b.parquet", "sft_2t_8b.parquet"),
+    ]
+    with pytest.raises(ValueError, match="TEACHER_SIZE must be one of"):
+        teacher_sizes.second_teacher("70b")
+    env = {**os.environ, "DRY_RUN": "1", "TEACHER_SIZE": "8b", "DATA_DIR": str(tmp_path), "PYTHON": sys.executable}
+    out = subprocess.run(["bash", str(REPO / "scripts" / "prepare_teacher_data.sh")], capture_output=True,
+                         text=True, env=env, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    commands = [line[2:] for line in out.stderr.splitlines() if line.startswith("+ ")]
+    assert [c.split()[2] for c in commands] == [
+        "data_prep.prepare_train", "data_prep.generate_teacher_traces", "data_prep.add_teacher", "data_prep.validate",
+        "data_prep.make_sft_data", "data_prep.make_sft_data",
+    ]  # fmt: skip
+    assert "--model Qwen/Qwen3-8B --teacher-name qwen3-8b" in commands[1]
+    assert f"--tensor-parallel-size 1 --output {tmp_path}/qwen3-8b.jsonl" in commands[1]
+    assert f"--output {tmp_path}/train_2t_8b.parquet --min-teachers 2" in commands[2]
+    assert f"--output {tmp_path}/sft_2t_8b.parquet" in commands[4]
+    assert commands[5].endswith(f"--output {tmp_path}/sft_1t.parquet --teacher deepseek-r1")
+    assert list(tmp_path.iterdir()) == []  # a dry run writes nothing
 
 
 def test_generate_teacher_traces_filters_and_resumes(tmp_path, capsys):

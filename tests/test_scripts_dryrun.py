@@ -129,18 +129,21 @@ def test_grpo_baseline_is_plain_verl():
 def test_sft_baseline_is_verl_sft_trainer():
     out = dry_run("run_sft.sh")
     cfg = resolved_config(out.stdout)
-    assert cfg["data"]["messages_key"] == "messages" and cfg["data"]["train_files"].endswith("data/sft_2t.parquet")
+    # default SFT data: the DeepSeek-R1 traces only (Table 1's SFT baseline = Table 3's "+ SFT")
+    assert cfg["data"]["messages_key"] == "messages" and cfg["data"]["train_files"].endswith("data/sft_1t.parquet")
     assert cfg["data"]["max_length"] == 1024 + 8192
     assert "hf_model" in cfg["checkpoint"]["save_contents"] and cfg["model"]["path"] == "Qwen/Qwen2.5-Math-7B"
     assert cfg["engine"]["strategy"] == "fsdp" and (cfg["trainer"]["nnodes"], cfg["trainer"]["n_gpus_per_node"]) == (
         2,
         8,
     )
-    assert cfg["optim"]["lr_scheduler_type"] == "cosine"
+    assert (cfg["optim"]["lr"], cfg["optim"]["lr_scheduler_type"], cfg["optim"]["lr_warmup_steps_ratio"]) == (
+        1e-6, "constant", 0.0
+    )  # paper §4.1: lr fixed at 1e-6  # fmt: skip
     out = dry_run("run_sft.sh", ENGINE="megatron")
     cfg = resolved_config(out.stdout)
     assert cfg["engine"]["_target_"] == "verl.workers.config.McoreEngineConfig" and "engine=megatron" in out.stdout
-    assert cfg["optim"]["lr_decay_style"] == "cosine" and cfg["engine"]["tensor_model_parallel_size"] == 2
+    assert cfg["optim"]["lr_decay_style"] == "constant" and cfg["engine"]["tensor_model_parallel_size"] == 2
 
 
 def test_sft_then_rl_starts_stage_2_from_the_sft_checkpoint():
@@ -168,6 +171,23 @@ def test_sft_then_rl_finds_the_last_sft_checkpoint(tmp_path):
     (ckpt / "latest_checkpointed_iteration.txt").unlink()
     out = uncached("run_sft_then_rl.sh", (), (("SFT_CKPT_DIR", str(ckpt)), ("STAGES", "rl")))
     assert out.returncode != 0 and "no SFT checkpoint under" in out.stderr
+
+
+def test_teacher_size_and_sft_teachers_select_table3_data():
+    """Table 3's "+ RL (32B)": SFT on both teachers of the 32B setting, then GRPO on that setting's prompts; the
+    file names are those data_prep/teacher_sizes.py (and scripts/prepare_teacher_data.sh) write."""
+    from data_prep.teacher_sizes import second_teacher
+
+    setting = second_teacher("32b")
+    sft, rl = resolved_configs(dry_run("run_sft_then_rl.sh", TEACHER_SIZE="32b", SFT_TEACHERS="2").stdout)
+    assert sft["data"]["train_files"].endswith(f"data/{setting.sft_file}")
+    assert rl["data"]["train_files"].endswith(f"data/{setting.train_file}")
+    assert sft["trainer"]["default_local_dir"] == "checkpoints/sft-2t-t32b-for-rl-qwen2.5-math-7b"
+    assert rl["trainer"]["experiment_name"] == "sft-2t-t32b-then-grpo-qwen2.5-math-7b"
+    for env, message in ((dict(TEACHER_SIZE="70b"), "TEACHER_SIZE must be 235b, 32b or 8b, got '70b'"),
+                         (dict(SFT_TEACHERS="3"), "SFT_TEACHERS must be 1 (DeepSeek-R1 only) or 2")):  # fmt: skip
+        out = dry_run("run_sft.sh", **env)
+        assert out.returncode != 0 and message in out.stderr
 
 
 def test_hpt_switch_and_no_gal_presets():
