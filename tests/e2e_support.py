@@ -101,12 +101,14 @@ def launch(script: str, out: Path, tiny_dir: Path, train_file: Path, steps: int,
     return Run(out=out, returncode=proc.returncode, log=proc.stdout, seconds=time.monotonic() - start)
 
 
-def applied_gradient_error(run: Run, model_before: Path, model_after: Path, lr: float, **objective_kwargs) -> dict:
+def applied_gradient_error(
+    run: Run, model_before: Path, model_after: Path, lr: float, step: int = 1, **objective_kwargs
+) -> dict:
     """Compare the update the workers applied with the gradient of the whole-batch specification.
 
-    The run trains one step with plain SGD (no momentum, no weight decay, no clipping), so the workers applied
-    theta_1 = theta_0 - lr * g exactly. ``g`` is recomputed here from the batch the trainer dumped
-    (``dypo.debug_dump_dir``): log-probs of every non-padding row under theta_0, then
+    The run trains with plain SGD (no momentum, no weight decay, no clipping), so at ``step`` the workers applied
+    theta_after = theta_before - lr * g exactly. ``g`` is recomputed here, in float64, from the batch the trainer
+    dumped (``dypo.debug_dump_dir``): log-probs of every non-padding row under theta_before, then
     :func:`recipe_dypo.losses.dypo_objective` (eq. 4 on the whole batch) and autograd.
 
     Returns:
@@ -119,27 +121,30 @@ def applied_gradient_error(run: Run, model_before: Path, model_after: Path, lr: 
     from recipe_dypo.losses import ROLE_PAD, dypo_objective
     from recipe_dypo.step import row_roles
 
-    dump = run.update_batch(1)
+    dump = run.update_batch(step)
     rows = dump["rows"]
     roles = row_roles(dump["tags"])
     keep = [i for i, role in enumerate(roles) if role != ROLE_PAD]
-    before = AutoModelForCausalLM.from_pretrained(model_before, dtype=torch.float32)
+    # The reference runs in float64: in float32 its own round-off reaches 1e-5 of the gradient where success and
+    # failure rows cancel (reference-free GAL), which would hide what is being measured, the workers' error.
+    before = AutoModelForCausalLM.from_pretrained(model_before, dtype=torch.float32).double()
     after = AutoModelForCausalLM.from_pretrained(model_after, dtype=torch.float32)
     log_probs = []
     for i in keep:
         ids, length = rows["input_ids"][i], len(rows["response_mask"][i])
-        logits = before(input_ids=ids[None]).logits[0, -length - 1 : -1].float()  # rollout temperature is 1.0
+        logits = before(input_ids=ids[None]).logits[0, -length - 1 : -1]  # rollout temperature is 1.0
         log_probs.append(torch.log_softmax(logits, dim=-1).gather(-1, ids[-length:, None]).squeeze(-1))
     # The objective is evaluated at the workers' own theta_old log-probs (this forward agrees with them to
     # ``old_logp_gap``, ~1e-6) with the gradient of this forward: the comparison then isolates how the loss is
     # assembled, sharded and scaled from float32 round-off in two separate forward passes.
-    gap = max(float((lp.detach() - rows["old_log_probs"][i]).abs().max()) for lp, i in zip(log_probs, keep))
-    log_probs = [lp + (rows["old_log_probs"][i] - lp).detach() for lp, i in zip(log_probs, keep)]
+    old = {i: rows["old_log_probs"][i].double() for i in keep}
+    gap = max(float((lp.detach() - old[i]).abs().max()) for lp, i in zip(log_probs, keep))
+    log_probs = [lp + (old[i] - lp).detach() for lp, i in zip(log_probs, keep)]
     with_ref = "ref_log_prob" in rows
     loss = dypo_objective(
         log_probs,
-        [rows["old_log_probs"][i] for i in keep],
-        [rows["ref_log_prob"][i] for i in keep] if with_ref else None,
+        [old[i] for i in keep],
+        [rows["ref_log_prob"][i].double() for i in keep] if with_ref else None,
         roles[keep],
         [float(rows["rm_scores"][i].sum()) for i in keep],
         [rows["uid"][i] for i in keep],
@@ -150,7 +155,7 @@ def applied_gradient_error(run: Run, model_before: Path, model_after: Path, lr: 
     trained = dict(after.named_parameters())
     per_tensor, err_sq, norm_sq = {}, 0.0, 0.0
     for (name, param), grad in zip(params.items(), grads):
-        applied = (param.detach() - trained[name].detach()) / lr
+        applied = (param.detach() - trained[name].detach().double()) / lr
         per_tensor[name] = float((applied - grad).abs().max()) / max(float(grad.abs().max()), 1e-30)
         err_sq += float(((applied - grad).double() ** 2).sum())
         norm_sq += float((grad.double() ** 2).sum())
@@ -165,11 +170,14 @@ def applied_gradient_error(run: Run, model_before: Path, model_after: Path, lr: 
     }
 
 
-SGD_STEP = (  # one exact SGD step: theta_1 = theta_0 - lr * g (verl's engine clips with optim.clip_grad)
-    "actor_rollout_ref.actor.optim.optimizer=SGD",
-    "actor_rollout_ref.actor.optim.lr=1.0",
-    "actor_rollout_ref.actor.optim.weight_decay=0",
-    "actor_rollout_ref.actor.optim.clip_grad=1e9",
-    "actor_rollout_ref.actor.checkpoint.save_contents=[model,extra,hf_model]",
-    "trainer.save_freq=1",
-)
+def exact_sgd(lr: float) -> tuple[str, ...]:
+    """Overrides for plain SGD steps, theta_after = theta_before - lr * g, with a Hugging Face checkpoint after each
+    step (verl's engine clips with ``optim.clip_grad``; ``actor.grad_clip`` is not read)."""
+    return (
+        "actor_rollout_ref.actor.optim.optimizer=SGD",
+        f"actor_rollout_ref.actor.optim.lr={lr}",
+        "actor_rollout_ref.actor.optim.weight_decay=0",
+        "actor_rollout_ref.actor.optim.clip_grad=1e9",
+        "actor_rollout_ref.actor.checkpoint.save_contents=[model,extra,hf_model]",
+        "trainer.save_freq=1",
+    )
