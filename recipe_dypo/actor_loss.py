@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 from tensordict import TensorDict
-from verl.trainer.ppo.core_algos import agg_loss, get_policy_loss_fn, kl_penalty
+from verl.trainer.ppo.core_algos import agg_loss, get_policy_loss_fn
 from verl.utils import tensordict_utils as tu
 from verl.utils.metric import AggregationType, Metric
 from verl.workers.utils.padding import no_padding_2_padding
@@ -58,7 +58,7 @@ def dypo_actor_loss(config, model_output, data: TensorDict, dp_group=None):
     """DYPO micro-batch loss with verl's loss-function signature.
 
     Args:
-        config: verl ``ActorConfig`` (clip ratios, policy_loss.loss_mode, entropy/KL coefficients).
+        config: verl ``ActorConfig`` (clip ratios, policy_loss.loss_mode, entropy coefficient, kl_loss_type).
         model_output: ``{"log_probs": nested (bs, seq_j), "entropy": optional}``.
         data: micro-batch TensorDict; nested ``response_mask``/``old_log_probs``/``advantages`` (bs, resp_j),
             dense ``dypo_*_coef`` (bs,), non-tensor ``dp_size``, ``batch_num_tokens``, ``global_batch_size``.
@@ -130,9 +130,6 @@ def dypo_actor_loss(config, model_output, data: TensorDict, dp_group=None):
         entropy_loss = agg_loss(entropy, mask, config.loss_agg_mode, **config.global_batch_info)
         loss = loss - config.entropy_coeff * entropy_loss
         metrics["actor/entropy_loss"] = Metric(value=entropy_loss, aggregation=summed)
-    if config.use_kl_loss and config.kl_loss_coef != 0:
-        kld = kl_penalty(logprob=log_prob, ref_logprob=data["ref_log_prob"], kl_penalty=config.kl_loss_type)
-        kl_loss = agg_loss(kld, mask, config.loss_agg_mode, **config.global_batch_info)
-        loss = loss + config.kl_loss_coef * kl_loss
-        metrics["kl_loss"] = Metric(value=kl_loss, aggregation=summed)
+    # verl's own KL loss (actor.kl_loss_coef) is refused by check_verl_config: it would weigh every row, teacher
+    # rows included; the paper's KL term is the kl_loss above (dypo.kl_coef).
     return loss, metrics

@@ -104,7 +104,6 @@ class HFServer:
         self.sleeping = False
         self.lock = threading.Lock()
         self.occurrences: Counter = Counter()  # (weight version, prompt) -> requests so far
-        self.stats_counts = Counter()
 
     async def ready(self) -> bool:
         return True
@@ -127,8 +126,6 @@ class HFServer:
             tokens, log_probs = sample(
                 self.model, prompt_ids, max(1, int(max_tokens)), temperature, top_p, top_k, self.eos_ids, generator
             )
-            self.stats_counts["requests"] += 1
-            self.stats_counts["tokens"] += len(tokens)
         return tokens, log_probs
 
     async def generate(self, request_id, *, prompt_ids, sampling_params, image_data=None, video_data=None, **kwargs):
@@ -152,14 +149,10 @@ class HFServer:
         missing = [k for k in missing if k not in tied]
         if missing or unexpected:
             raise RuntimeError(f"hf rollout weight sync: missing {missing[:5]}, unexpected {unexpected[:5]}")
-        self.stats_counts["weight_updates"] += 1
         return {"tensors": len(state_dict)}
 
     async def set_global_steps(self, global_steps):
         self.global_steps = global_steps
-
-    async def stats(self) -> dict:
-        return {**self.stats_counts, "global_steps": self.global_steps}
 
     # Control plane: on CPU there is no device memory to release or KV cache to keep between requests.
     async def wake_up(self, tags=None):
