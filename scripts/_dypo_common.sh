@@ -1,7 +1,8 @@
 # Shared by the run_*.sh scripts: the paper's per-model settings and the launchers. Every script understands:
 #   DRY_RUN=1        resolve and print the full hydra config, run verl's and DYPO's checks, exit (no GPU, no Ray)
 #   MODEL=qwen2.5-math-7b|qwen3-4b-base   the paper's two base models (Table 1 / Table 2; default per script)
-#   MODEL=tiny       the project's tiny Qwen2 on toy arithmetic (built under TINY_DIR on first use; CPU runs)
+#   MODEL=tiny       the project's tiny Qwen2 on toy addition (built under TINY_DIR on first use; CPU runs);
+#                    SCALE=tiny (tests: 4 prompts x 4 rollouts) or SCALE=quickstart (configs/scale/<SCALE>.yaml)
 #   DEVICE=gpu|cpu   cpu: verl's real trainer on the CPU backend (recipe_dypo/cpu; tests and teaching only)
 #   ENGINE=fsdp|fsdp2|megatron   training engine (default fsdp)
 #   ROLLOUT=vllm|sglang|hf       rollout server (default vllm; hf with DEVICE=cpu)
@@ -50,7 +51,7 @@ case "$MODEL" in
     fi
     MODEL_PATH="${MODEL_PATH:-$TINY_DIR/model}"; NNODES="${NNODES:-1}"; ROLLOUT_TP=1
     TRAIN_FILE="${TRAIN_FILE:-$TINY_DIR/train.parquet}"; VAL_FILE="${VAL_FILE:-$TINY_DIR/test.parquet}"
-    MODEL_ARGS=("+scale=tiny") ;;
+    MODEL_ARGS=("+scale=${SCALE:-tiny}") ;;
   *) echo "MODEL must be qwen2.5-math-7b, qwen3-4b-base or tiny, got '$MODEL'" >&2; exit 1 ;;
 esac
 

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# CPU quickstart: train a tiny randomly initialised Qwen2 model with DYPO on the offline toy arithmetic task.
+# CPU quickstart: DYPO on single-digit addition through verl's real trainer (the CPU backend), ~10 min on 2 cores.
 #
-#   bash scripts/quickstart.sh                 # ~4 min of training on 2 CPU cores (+ install on first use)
-#   bash scripts/quickstart.sh --steps 20      # any `python -m recipe_dypo.local train` option passes through
+#   bash scripts/quickstart.sh                  # one DYPO run: outputs/quickstart/{summary.json,curves.png,dypo/}
+#   bash scripts/quickstart.sh --compare        # + GRPO and one-teacher DYPO from the same cold start (~30 min)
+#   bash scripts/quickstart.sh --steps 20 dypo.alpha=0.2      # fewer steps; hydra overrides pass through
 #
-# Creates/reuses .venv at the repo root with the CPU torch (scripts/setup_env.sh: torch==2.13.0 first, so pip
-# never pulls a CUDA build), then this package in editable mode. No network access is needed after installation.
+# Each run is `MODEL=tiny SCALE=quickstart DEVICE=cpu bash scripts/run_*.sh`, i.e. `python -m
+# recipe_dypo.main_dypo` with the same trainer a GPU launch uses (recipe_dypo/toy/quickstart.py drives it and
+# shows progress; verl's own output goes to outputs/quickstart/<run>/log.txt). Creates/reuses .venv at the repo
+# root with the CPU torch (scripts/setup_env.sh). No network access is needed after installation.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,5 +16,4 @@ cd "$ROOT"
 bash "$ROOT/scripts/setup_env.sh"
 
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-export PYTHONWARNINGS="${PYTHONWARNINGS:-ignore}"
-exec "$ROOT/.venv/bin/python" -m recipe_dypo.local train --out-dir "${OUT_DIR:-outputs/quickstart}" "$@"
+exec "$ROOT/.venv/bin/python" -m recipe_dypo.toy.quickstart --out "${OUT_DIR:-outputs/quickstart}" "$@"

@@ -23,9 +23,10 @@ def write_graded_data(path: Path, schedule: list[str], seed: int = 0) -> Path:
     """Toy training rows (two teachers each) whose grade is scripted: row i has ``extra_info.e2e_grade =
     schedule[i]``. With ``data.shuffle=false`` and 4 prompts per step, step s sees rows 4(s-1) .. 4s-1."""
     from data_prep.common import write_parquet
-    from data_prep.toy_data import make_toy_rows
+    from recipe_dypo.toy.addition import addition_rows
 
-    rows = make_toy_rows(len(schedule), seed, "train")
+    rows = addition_rows(seed)[0][: len(schedule)]
+    assert len(rows) == len(schedule), f"the toy task has {len(rows)} training rows, schedule needs {len(schedule)}"
     for row, grade in zip(rows, schedule):
         row["extra_info"]["e2e_grade"] = grade
     write_parquet(rows, path)

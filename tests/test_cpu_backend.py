@@ -15,7 +15,7 @@ import torch.distributed.fsdp as torch_fsdp
 from torch.distributed.fsdp import _init_utils
 from verl.plugin.platform import get_platform
 from verl.plugin.platform.platform_manager import PlatformRegistry
-from verl.utils import distributed, fsdp_utils
+from verl.utils import distributed, fsdp_utils, torch_functional
 from verl.workers.rollout.base import _ROLLOUT_REGISTRY
 from verl.workers.rollout.replica import RolloutReplicaRegistry
 from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
@@ -30,6 +30,7 @@ print("PROBE", json.dumps({
     "sync_check": _init_utils._check_module_states_for_sync_module_states.__module__,
     "load_to_gpu": fsdp_utils.load_fsdp_model_to_gpu.__module__,
     "replay_buffer_init": ReplayBuffer.__init__.__module__,
+    "log_probs_v2": torch_functional.logprobs_from_logits_v2.__module__,
     "hf_rollout": ("hf", "async") in _ROLLOUT_REGISTRY and "hf" in RolloutReplicaRegistry._registry,
 }))
 """
@@ -57,6 +58,7 @@ def test_patches_are_inert_without_the_cpu_platform():
     assert state["sync_check"] == "torch.distributed.fsdp._init_utils"
     assert state["load_to_gpu"] == "verl.utils.fsdp_utils"
     assert state["replay_buffer_init"] == "verl.trainer.ppo.v1.replay_buffer"
+    assert state["log_probs_v2"] == "verl.utils.torch_functional"
     assert state["hf_rollout"]
 
 
@@ -66,7 +68,8 @@ def test_cpu_platform_applies_every_patch():
     state = _probe("cpu")
     assert state["applied"] == [p.__name__ for p in PATCHES]
     assert state["platform"] == "cpu" and state["cpu_registered"]
-    for key in ("process_group_fn", "offload_policy", "fsdp1_offload", "load_to_gpu", "replay_buffer_init"):
+    keys = ("process_group_fn", "offload_policy", "fsdp1_offload", "load_to_gpu", "replay_buffer_init", "log_probs_v2")
+    for key in keys:
         assert state[key] == "recipe_dypo.cpu.patches", key
 
 
@@ -121,3 +124,38 @@ def test_greedy_sampling_and_eos(tiny_model):
     eos = tokens[4]
     cut, _ = sample(tiny_model, [5, 6, 7], 20, 0.0, 1.0, -1, {eos}, torch.Generator().manual_seed(0))
     assert cut == tokens[: tokens.index(eos) + 1]  # stops after the first EOS, EOS included
+
+
+def test_batched_sampling_matches_one_request_at_a_time(tiny_model):
+    """The server batches requests of equal prompt length; each row still draws from its own generator, so a
+    request samples the same tokens (and log-probs, to float tolerance) as it would alone."""
+    from recipe_dypo.cpu.hf_rollout import sample, sample_batch
+
+    prompts = [[5, 6, 7], [8, 9, 10], [5, 6, 7], [11, 12, 13]]
+    seeds = [1, 2, 3, 4]
+    for temperature in (1.3, 0.0):
+        gens = [torch.Generator().manual_seed(s) for s in seeds]
+        batched = sample_batch(tiny_model, prompts, 16, temperature, 0.9, 20, {3}, gens)
+        for prompt, seed, (tokens, log_probs) in zip(prompts, seeds, batched):
+            alone = sample(tiny_model, prompt, 16, temperature, 0.9, 20, {3}, torch.Generator().manual_seed(seed))
+            assert tokens == alone[0]
+            assert log_probs == pytest.approx(alone[1], abs=1e-5)
+        assert all(3 not in tokens[:-1] for tokens, _ in batched)  # a row stops at its own EOS
+    assert len({tuple(t) for t, _ in batched[:1] + batched[2:3]}) == 1  # greedy: same prompt, same response
+
+
+def test_vectorised_log_probs_equal_verls_loop(monkeypatch):
+    from verl.utils import torch_functional
+
+    from recipe_dypo.cpu import patches
+
+    original = torch_functional.logprobs_from_logits_v2
+    logits = torch.randn(3, 7, 11, dtype=torch.float32)
+    labels = torch.randint(0, 11, (3, 7))
+    expected = original(logits, labels)
+    monkeypatch.setattr(patches, "_replace", lambda module, name, new: monkeypatch.setattr(module, name, new))
+    patches.vectorised_log_probs()
+    assert torch_functional.logprobs_from_logits_v2 is not original
+    torch.testing.assert_close(torch_functional.logprobs_from_logits_v2(logits, labels), expected, rtol=0, atol=1e-6)
+    bf16 = logits.bfloat16()  # other dtypes keep verl's own path
+    torch.testing.assert_close(torch_functional.logprobs_from_logits_v2(bf16, labels), original(bf16, labels))

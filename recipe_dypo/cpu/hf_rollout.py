@@ -59,39 +59,67 @@ def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tenso
 
 
 @torch.no_grad()
-def sample(model, prompt_ids, max_tokens: int, temperature: float, top_p: float, top_k: int, eos_ids, generator):
-    """Autoregressive sampling with a KV cache, batch of one.
+def sample_batch(model, prompts, max_tokens: int, temperature: float, top_p: float, top_k: int, eos_ids, generators):
+    """Autoregressive sampling with a KV cache for prompts of EQUAL length (no padding, no attention mask).
+
+    Args:
+        prompts: B lists of token ids, all the same length.
+        generators: one ``torch.Generator`` per row; row i's random draws come from ``generators[i]`` only.
 
     Returns:
-        (token ids, log-probs of those tokens under softmax(logits / T)); stops after the first EOS token.
+        B pairs (token ids, log-probs of those tokens under softmax(logits / T)); a row stops after its first
+        EOS token (the batch runs until every row has stopped or ``max_tokens``).
     """
-    input_ids = torch.tensor([list(prompt_ids)], dtype=torch.long)
-    past, tokens, log_probs = None, [], []
+    batch = len(prompts)
+    input_ids = torch.tensor([list(p) for p in prompts], dtype=torch.long)
+    past, done = None, [False] * batch
+    tokens, log_probs = [[] for _ in range(batch)], [[] for _ in range(batch)]
     for _ in range(max_tokens):
         out = model(input_ids=input_ids, past_key_values=past, use_cache=True)
         past = out.past_key_values
-        logits = out.logits[0, -1].float()
+        logits = out.logits[:, -1].float()
         if temperature > 0:
             logits = logits / temperature
-            probs = torch.softmax(filter_logits(logits, top_k, top_p), dim=-1)
-            token = int(torch.multinomial(probs, 1, generator=generator))
-        else:
-            token = int(torch.argmax(logits))
-        tokens.append(token)
-        log_probs.append(float(torch.log_softmax(logits, dim=-1)[token]))
-        if token in eos_ids:
+        log_softmax = torch.log_softmax(logits, dim=-1)
+        step = []
+        for i in range(batch):
+            if done[i]:
+                step.append(0)  # a finished row keeps a slot in the batch; what it is fed is never read
+                continue
+            if temperature > 0:
+                probs = torch.softmax(filter_logits(logits[i], top_k, top_p), dim=-1)
+                token = int(torch.multinomial(probs, 1, generator=generators[i]))
+            else:
+                token = int(torch.argmax(logits[i]))
+            tokens[i].append(token)
+            log_probs[i].append(float(log_softmax[i, token]))
+            done[i] = token in eos_ids
+            step.append(token)
+        if all(done):
             break
-        input_ids = torch.tensor([[token]], dtype=torch.long)
-    return tokens, log_probs
+        input_ids = torch.tensor(step, dtype=torch.long).unsqueeze(1)
+    return list(zip(tokens, log_probs))
+
+
+def sample(model, prompt_ids, max_tokens: int, temperature: float, top_p: float, top_k: int, eos_ids, generator):
+    """:func:`sample_batch` for one prompt: (token ids, log-probs)."""
+    return sample_batch(model, [prompt_ids], max_tokens, temperature, top_p, top_k, eos_ids, [generator])[0]
 
 
 class HFServer:
-    """One rollout replica's generation server (a Ray actor). Requests are served one at a time."""
+    """One rollout replica's generation server (a Ray actor).
+
+    Requests that arrive together are generated together: the server collects what is pending, groups it by
+    (prompt length, sampling parameters) and runs each group as one batch of :func:`sample_batch`, up to
+    ``DYPO_HF_ROLLOUT_BATCH`` rows (default 256). Each row samples from its own seeded generator, so batching
+    changes which rows share a forward pass, not which random numbers a row uses.
+    """
 
     def __init__(self, config, model_path: str, replica_rank: int):
         from transformers import AutoModelForCausalLM
 
         torch.set_num_threads(int(os.environ.get("DYPO_HF_ROLLOUT_THREADS", "1")))
+        self.max_batch = int(os.environ.get("DYPO_HF_ROLLOUT_BATCH", "256"))
         self.config = config
         self.replica_rank = replica_rank
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
@@ -104,11 +132,14 @@ class HFServer:
         self.sleeping = False
         self.lock = threading.Lock()
         self.occurrences: Counter = Counter()  # (weight version, prompt) -> requests so far
+        self.pending: list = []  # (prompt ids, sampling params, future)
+        self.worker: asyncio.Task | None = None
 
     async def ready(self) -> bool:
         return True
 
-    def _generate(self, prompt_ids: list[int], sampling_params: dict) -> tuple[list[int], list[float]]:
+    def _sampling(self, prompt_ids: list[int], sampling_params: dict) -> tuple:
+        """(max_tokens, temperature, top_p, top_k) of one request, defaults from the rollout config."""
         params = dict(sampling_params)
         max_tokens = params.get("max_tokens", params.get("max_new_tokens"))
         if max_tokens is None:
@@ -117,23 +148,49 @@ class HFServer:
         temperature = float(params.get("temperature", 1.0) or 0.0)
         top_p = float(params.get("top_p", 1.0) if params.get("top_p") is not None else 1.0)
         top_k = int(params.get("top_k", -1) if params.get("top_k") is not None else -1)
+        return max(1, int(max_tokens)), temperature, top_p, top_k
+
+    def _generate_group(self, prompts: list[list[int]], sampling: tuple) -> list[tuple[list[int], list[float]]]:
         with self.lock:
-            key = (self.global_steps, tuple(prompt_ids))
-            occurrence = self.occurrences[key]
-            self.occurrences[key] += 1
-            seed = request_seed(self.seed, self.global_steps, prompt_ids, occurrence)
-            generator = torch.Generator().manual_seed(seed)
-            tokens, log_probs = sample(
-                self.model, prompt_ids, max(1, int(max_tokens)), temperature, top_p, top_k, self.eos_ids, generator
-            )
-        return tokens, log_probs
+            generators = []
+            for prompt_ids in prompts:
+                key = (self.global_steps, tuple(prompt_ids))
+                seed = request_seed(self.seed, self.global_steps, prompt_ids, self.occurrences[key])
+                self.occurrences[key] += 1
+                generators.append(torch.Generator().manual_seed(seed))
+            return sample_batch(self.model, prompts, *sampling, self.eos_ids, generators)
+
+    async def _serve_pending(self):
+        while self.pending:
+            await asyncio.sleep(0.002)  # let the requests sent together arrive together
+            taken, self.pending = self.pending, []
+            groups: dict[tuple, list] = {}
+            for prompt_ids, sampling, future in taken:
+                groups.setdefault((len(prompt_ids), sampling), []).append((prompt_ids, future))
+            for (_, sampling), members in groups.items():
+                for start in range(0, len(members), self.max_batch):
+                    chunk = members[start : start + self.max_batch]
+                    try:
+                        results = await asyncio.to_thread(self._generate_group, [m[0] for m in chunk], sampling)
+                    except Exception as err:  # noqa: BLE001  (handed to the waiting requests)
+                        for _, future in chunk:
+                            future.set_exception(err)
+                        continue
+                    for (_, future), result in zip(chunk, results):
+                        future.set_result(result)
+        self.worker = None
 
     async def generate(self, request_id, *, prompt_ids, sampling_params, image_data=None, video_data=None, **kwargs):
         if self.sleeping:
             raise RuntimeError(f"hf rollout replica {self.replica_rank}: generate called while asleep")
         if image_data is not None or video_data is not None:
             raise NotImplementedError("the hf CPU rollout serves text-only models")
-        tokens, log_probs = await asyncio.to_thread(self._generate, list(prompt_ids), sampling_params)
+        prompt_ids = list(prompt_ids)
+        future = asyncio.get_running_loop().create_future()
+        self.pending.append((prompt_ids, self._sampling(prompt_ids, sampling_params), future))
+        if self.worker is None:
+            self.worker = asyncio.create_task(self._serve_pending())
+        tokens, log_probs = await future
         return TokenOutput(
             token_ids=tokens,
             log_probs=log_probs if sampling_params.get("logprobs") else None,

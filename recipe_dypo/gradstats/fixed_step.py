@@ -1,16 +1,18 @@
-"""The local DYPO driver: verl's trainer step, with the workers replaced by in-process transformers code.
+"""One DYPO step at FIXED parameters, in one process: what the gradient measurements need, and nothing that trains.
 
-One step, in the order of verl's ``PPOTrainer._step_once`` with the DYPO hooks of :mod:`recipe_dypo.trainer`:
+Training runs through verl's real trainer only (``python -m recipe_dypo.main_dypo``; on CPU the quickstart).
+Measuring a gradient estimator's variance needs something verl's loop does not do: many independent rollout
+groups at one theta, and the gradient of each without an optimizer step. This module does one step's work up
+to the loss, in the order of verl's ``PPOTrainer._step_once`` with the DYPO hooks of :mod:`recipe_dypo.trainer`:
 
-    rollout (generate, n per prompt) -> reward (recipe_dypo.reward.compute_score)
-    -> regroup: plan_step (plan_regroup), then build_teacher_rows (the trainer's teacher-row builder) for hard groups
+    rollout (n per prompt) -> reward (recipe_dypo.reward.compute_score)
+    -> regroup: plan_step, then build_teacher_rows for hard groups
     -> old / ref log-probs (forward passes)
     -> advantages: verl's compute_advantage with the registered ``dypo`` estimator
-    -> step_coefficients -> dypo_actor_loss summed over micro-batches -> AdamW step
+    -> step_coefficients -> dypo_actor_loss (its gradient: :func:`workers.accumulate_loss_gradient`)
 
-Every arrow except generation, the forward passes and the optimizer is a function the verl trainer calls too.
-``algo="grpo"`` is the plain GRPO baseline on the same code: nothing is regrouped, verl's ``grpo`` estimator gives
-the advantages and the coefficients are DYPO's with alpha = 1 (GRPO term only, no teacher rows).
+Every arrow except generation and the forward passes is a function the verl trainer calls too
+(tests/test_gradstats.py checks the result against the DypoTrainer hooks on the same rollouts).
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ import numpy as np
 import torch
 
 from recipe_dypo import core_algos  # noqa: F401  (registers the dypo estimator and policy loss with verl)
-from recipe_dypo.actor_loss import COEF_FIELDS, dypo_actor_loss
+from recipe_dypo.actor_loss import COEF_FIELDS
 from recipe_dypo.config import DypoConfig
-from recipe_dypo.local import workers
+from recipe_dypo.gradstats import workers
 from recipe_dypo.losses import ROLE_MID
 from recipe_dypo.reward import compute_score
 from recipe_dypo.step import (
@@ -45,23 +47,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass
 class RunConfig:
-    """Everything a local run needs besides the ``dypo:`` / actor sections of configs/dypo_trainer.yaml."""
+    """What a fixed-parameter step needs besides the ``dypo:`` / actor sections of configs/dypo_trainer.yaml."""
 
     algo: str = "dypo"  # "dypo" or "grpo"
-    steps: int = 120
-    prompts_per_step: int = 8
-    n: int = 8  # rollouts per prompt
-    max_response_length: int = 64
-    lr: float = 3e-3
+    n: int = 4  # rollouts per prompt
+    max_response_length: int = 24
     seed: int = 0
-    teachers: tuple[str, ...] = ("concise", "verbose")
-    train_size: int = 512
-    test_size: int = 64
-    eval_every: int = 10
     micro_batch_size: int = 64
-    model_size: str = "tiny"
-    threads: int = 2
-    out_dir: str = "outputs/quickstart"
     overrides: tuple[str, ...] = field(default_factory=tuple)  # extra hydra overrides, e.g. "dypo.alpha=0.2"
 
 
@@ -74,7 +66,6 @@ def compose_verl_config(run: RunConfig):
         "actor_rollout_ref.actor.use_dynamic_bsz=true",
         f"actor_rollout_ref.rollout.n={run.n}",
         f"data.max_response_length={run.max_response_length}",
-        f"actor_rollout_ref.actor.optim.lr={run.lr}",
         f"dypo.seed={run.seed + 1}",
         *run.overrides,
     ]
@@ -95,8 +86,8 @@ class StepBatch:
     metrics: dict
 
 
-class LocalDypoTrainer:
-    """Runs DYPO (or the GRPO baseline) steps on a local model. See the module docstring for the step."""
+class FixedPolicyStep:
+    """DYPO's (or the GRPO baseline's) step up to the loss, on a local model. See the module docstring."""
 
     def __init__(self, run: RunConfig, verl_config, model, ref_model, tokenizer):
         from omegaconf import OmegaConf
@@ -106,16 +97,11 @@ class LocalDypoTrainer:
         self.config = verl_config
         self.dypo = DypoConfig.from_config(OmegaConf.to_container(verl_config.dypo, resolve=True))
         if self.dypo.offpolicy_mixing:
-            raise ValueError("the CPU driver runs DYPO and GRPO only; the LUFFY-style baseline runs on verl")
+            raise ValueError("the fixed-parameter step covers DYPO and GRPO only, not the LUFFY-style baseline")
         self.actor_config = omega_conf_to_dataclass(verl_config.actor_rollout_ref.actor)
         self.model, self.ref_model, self.tokenizer = model, ref_model, tokenizer
         self.teacher_sampler = TeacherSampler(self.dypo.seed)
         self.teacher_draws: Counter = Counter()
-        optim = verl_config.actor_rollout_ref.actor.optim
-        self.optimizer = torch.optim.AdamW(
-            model.parameters(), lr=run.lr, weight_decay=float(optim.get("weight_decay", 0.01)), betas=(0.9, 0.999)
-        )
-        self.global_steps = 0
 
     # ---------------------------------------------------------------- rollout + reward (workers)
     def rollout(self, prompt_rows: list[dict], uids: list[str]) -> list[dict]:
@@ -197,49 +183,6 @@ class LocalDypoTrainer:
         metrics.update(step_metrics)
         return batch, coefs, metrics
 
-    def update(self, batch: StepBatch, coefs: dict[str, torch.Tensor]) -> dict:
-        """Hook 3: skip when nothing trains, else one AdamW step on ``dypo_actor_loss`` summed over micro-batches."""
-        if not batch.rows:
-            return {"dypo/skipped_update": 1.0}
-        out = workers.actor_update(
-            self.model,
-            self.optimizer,
-            batch.rows,
-            coefs,
-            dypo_actor_loss,
-            self.actor_config,
-            self.run.micro_batch_size,
-            float(self.actor_config.grad_clip),
-        )
-        return {
-            "dypo/skipped_update": 0.0,
-            "actor/loss": out["loss"],
-            "actor/pg_loss": out["pg"],
-            "actor/dypo_sft_loss": out["sft"],
-            "actor/grad_norm": out["grad_norm"],
-        }
-
-    def train_step(self, prompt_rows: list[dict]) -> dict:
-        self.global_steps += 1
-        t0 = time.perf_counter()
-        uids = [f"s{self.global_steps}q{j}" for j in range(len(prompt_rows))]
-        rollouts = self.rollout(prompt_rows, uids)
-        batch, coefs, metrics = self.prepare(rollouts)
-        metrics.update(self.update(batch, coefs))
-        lengths = [len(r["responses"]) for r in rollouts]
-        metrics.update(
-            {
-                "step": self.global_steps,
-                "response_length/mean": float(np.mean(lengths)),
-                "actor/entropy": self.rollout_entropy,
-                **self.rollout_timing,
-                "timing/step_s": time.perf_counter() - t0,
-            }
-        )
-        if self.run.algo == "grpo":
-            metrics["dypo/offline_data_ratio"] = 0.0
-        return metrics
-
 
 def verl_advantages(rows: list[dict], estimator: str, algorithm_config) -> list[torch.Tensor]:
     """Advantages of each row from verl's ``compute_advantage`` (the function verl's v1 trainer reaches).
@@ -285,13 +228,3 @@ def coefficients_for_rows(rows: list[dict], tags: list[dict], cfg: DypoConfig):
     )
     metrics["dypo/rl_rows"] = float((roles == ROLE_MID).sum())  # on-policy RL rows (mid, or kept easy/hard)
     return {name: getattr(coefs, name.split("_")[1]).float() for name in COEF_FIELDS}, metrics
-
-
-@torch.no_grad()
-def heldout_accuracy(model, tokenizer, rows: list[dict], max_new_tokens: int) -> float:
-    """Greedy-decoding accuracy on held-out rows, graded by ``compute_score``."""
-    prompts = workers.encode_prompts(tokenizer, rows)
-    responses, _ = workers.generate(model, tokenizer, prompts, max_new_tokens, greedy=True)
-    texts = [tokenizer.decode(r.tolist(), skip_special_tokens=True) for r in responses]
-    scores = [compute_score(r["data_source"], t, r["reward_model"]["ground_truth"]) for r, t in zip(rows, texts)]
-    return float(np.mean(scores))

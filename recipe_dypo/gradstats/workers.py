@@ -1,4 +1,4 @@
-"""The local stand-ins for verl's workers: rollout (transformers ``generate``), log-probs, and the actor update.
+"""Local stand-ins for verl's workers at fixed parameters: rollout (``generate``), log-probs, loss gradient.
 
 Trajectories are dicts with verl's per-trajectory field names (``prompts``, ``responses``, ``response_mask``,
 ``input_ids``, ``attention_mask``, ``position_ids``, ``rm_scores``, ``uid``, ``extra_info``), so the shared DYPO
@@ -203,21 +203,6 @@ def accumulate_loss_gradient(model, rows, coefs, loss_fn, actor_config, micro_ba
         totals["pg"] += _metric_value(metrics["actor/pg_loss"])
         totals["sft"] += _metric_value(metrics["actor/dypo_sft_loss"])
         totals["gal_linear"] += _metric_value(metrics["actor/dypo_gal_linear"])
-    return totals
-
-
-def actor_update(model, optimizer, rows, coefs, loss_fn, actor_config, micro_batch_size: int, grad_clip: float):
-    """One optimizer step on the regrouped batch: accumulate the loss gradient, clip, step.
-
-    Returns:
-        :func:`accumulate_loss_gradient`'s totals plus ``grad_norm`` (before clipping).
-    """
-    model.train()
-    optimizer.zero_grad(set_to_none=True)
-    totals = accumulate_loss_gradient(model, rows, coefs, loss_fn, actor_config, micro_batch_size)
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
-    totals["grad_norm"] = float(grad_norm)
     return totals
 
 
