@@ -2,7 +2,7 @@
 
     python -m recipe_dypo.cpu.assets --out outputs/tiny        # writes model/, train.parquet, test.parquet
 
-The model is a randomly initialised Qwen2 (hidden 96, 2 layers; recipe_dypo/toy/model.py) with the character-level
+The model is a randomly initialised Qwen2 (hidden 192, 2 layers; recipe_dypo/toy/model.py) with the character-level
 tokenizer of recipe_dypo/toy/tokenizer.py; the data are the single-digit additions of recipe_dypo/toy/addition.py:
 80 training pairs with two teacher styles each, 20 held-out pairs as the validation set. Everything is a pure
 function of the seed, so every run and test builds the same files.
@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 MANIFEST = "tiny_assets.json"
-ASSETS_VERSION = 2  # 1: BPE word problems (before the character-level addition task)
+ASSETS_VERSION = 3  # 1: BPE word problems; 2: addition with hidden 96; 3: hidden 192
 
 
 def build_tiny_assets(out: str | Path, seed: int = 0) -> dict:

