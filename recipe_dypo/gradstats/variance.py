@@ -159,12 +159,12 @@ def cmd_variance(args) -> dict:
         f"\ntheta = {args.model}; {args.draws} draws x {len(prompts)} prompts x {args.n} rollouts; "
         f"{result['prompts_measured']} prompts mixed in >= {args.min_mixed} draws"
     )
-    print(f"{'alpha':>6}{'median NV':>12}{'NV/NV_GRPO':>12}{'NV < GRPO':>11}{'raw Var ratio':>15}")
+    print(f"{'alpha':>6}{'median NV':>14}{'NV/NV_GRPO':>14}{'NV < GRPO':>11}{'raw Var ratio':>15}")
     for a in alphas:
         r = result["alphas"][str(a)]
         cells = [r["median_nv"], r["median_nv_ratio_to_grpo"], r["median_raw_var_ratio_to_grpo"]]
-        nv, ratio, raw = (f"{c:.3f}" if c is not None else "n/a" for c in cells)
-        print(f"{a:>6.2f}{nv:>12}{ratio:>12}{r['prompts_nv_below_grpo']:>6}/{r['resolved']:<4}{raw:>15}")
+        nv, ratio, raw = (f"{c:.4g}" if c is not None else "n/a" for c in cells)
+        print(f"{a:>6.2f}{nv:>14}{ratio:>14}{r['prompts_nv_below_grpo']:>6}/{r['resolved']:<4}{raw:>15}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1, default=str))
     print(f"written to {args.out}")

@@ -126,7 +126,10 @@ def launch(name: str, out: Path, steps: int, extra: list[str], tiny_dir: Path) -
     ]
     cmd = ["bash", str(REPO / "scripts" / script), *fixed, *overrides, *extra]
     start = time.monotonic()
-    with open(run_dir / "log.txt", "w") as log, tqdm(total=steps, desc=LABELS[name], unit="step") as bar:
+    with (
+        open(run_dir / "log.txt", "w") as log,
+        tqdm(total=steps, desc=LABELS[name], unit="step", mininterval=1 if sys.stderr.isatty() else 30) as bar,
+    ):
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         while proc.poll() is None:
             time.sleep(1.0)
