@@ -1,6 +1,6 @@
 """``scripts/quickstart.sh``: DYPO on the toy task through verl's real trainer on CPU, with progress and a summary.
 
-    python -m recipe_dypo.toy.quickstart --out outputs/quickstart            # one DYPO run (~10 min, 2 cores)
+    python -m recipe_dypo.toy.quickstart --out outputs/quickstart            # one DYPO run (110 steps, 2 cores)
     python -m recipe_dypo.toy.quickstart --out outputs/quickstart --compare  # + GRPO and DYPO with one teacher
 
 Every run is ``bash scripts/run_*.sh`` with ``MODEL=tiny SCALE=quickstart DEVICE=cpu``: the launcher, hydra config,
@@ -134,9 +134,9 @@ def launch(name: str, out: Path, steps: int, extra: list[str], tiny_dir: Path) -
         while proc.poll() is None:
             time.sleep(1.0)
             metrics = read_metrics(metrics_path)
-            bar.n = sum(1 for s in metrics if s > 0 and "training/global_step" in metrics[s])
+            done = sum(1 for s in metrics if s > 0 and "training/global_step" in metrics[s])
             bar.set_postfix_str(_progress_line(metrics), refresh=False)
-            bar.refresh()
+            bar.update(done - bar.n)  # redraws at most every `mininterval` seconds
     wall = time.monotonic() - start
     if proc.returncode != 0:
         tail = (run_dir / "log.txt").read_text(errors="replace")[-4000:]
@@ -158,7 +158,7 @@ def plot(runs: dict[str, dict[int, dict]], path: Path, title: str) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="outputs/quickstart", help="output folder (default outputs/quickstart)")
-    p.add_argument("--steps", type=int, default=90, help="training steps per run (default 90)")
+    p.add_argument("--steps", type=int, default=110, help="training steps per run (default 110)")
     p.add_argument("--compare", action="store_true", help="also run GRPO and one-teacher DYPO (3 runs in all)")
     p.add_argument("--tiny-dir", default=None, help="where the toy model and data are built (default <out>/tiny)")
     p.add_argument("overrides", nargs="*", help="hydra overrides passed to every run, e.g. dypo.alpha=0.2")
