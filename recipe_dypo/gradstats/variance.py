@@ -103,7 +103,7 @@ def measure(step: FixedPolicyStep, prompts: list[dict], alphas: list[float], dra
                 moments[(j, a)].add(g)
         if progress is not None:
             progress.update(1)
-    return {"moments": moments, "mixed_draws": mixed}
+    return {"moments": moments, "mixed_draws": mixed, "draws": draws}
 
 
 def report(measured: dict, alphas: list[float], min_mixed: int) -> dict:
@@ -116,7 +116,13 @@ def report(measured: dict, alphas: list[float], min_mixed: int) -> dict:
     kept = [j for j in range(len(mixed)) if mixed[j] >= min_mixed]
     per_prompt = {a: [measured["moments"][(j, a)].summary() for j in kept] for a in alphas}
     base = max(alphas)
-    out = {"prompts_measured": len(kept), "prompts_total": len(mixed), "alphas": {}}
+    out = {
+        "prompts_measured": len(kept),
+        "prompts_total": len(mixed),
+        # share of (prompt, draw) groups with mixed rewards: the only groups GRPO gets a gradient from
+        "mixed_group_fraction": float(mixed.sum() / (len(mixed) * measured["draws"])),
+        "alphas": {},
+    }
     base_nv = np.array([s["nv"] for s in per_prompt[base]])
     base_var = np.array([s["var"] for s in per_prompt[base]])
     for a in alphas:
@@ -157,7 +163,8 @@ def cmd_variance(args) -> dict:
     result["args"] = vars(args)
     print(
         f"\ntheta = {args.model}; {args.draws} draws x {len(prompts)} prompts x {args.n} rollouts; "
-        f"{result['prompts_measured']} prompts mixed in >= {args.min_mixed} draws"
+        f"{result['prompts_measured']} prompts mixed in >= {args.min_mixed} draws; "
+        f"{result['mixed_group_fraction']:.1%} of all groups mixed"
     )
     print(f"{'alpha':>6}{'median NV':>14}{'NV/NV_GRPO':>14}{'NV < GRPO':>11}{'raw Var ratio':>15}")
     for a in alphas:
