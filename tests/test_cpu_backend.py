@@ -159,3 +159,12 @@ def test_vectorised_log_probs_equal_verls_loop(monkeypatch):
     torch.testing.assert_close(torch_functional.logprobs_from_logits_v2(logits, labels), expected, rtol=0, atol=1e-6)
     bf16 = logits.bfloat16()  # other dtypes keep verl's own path
     torch.testing.assert_close(torch_functional.logprobs_from_logits_v2(bf16, labels), original(bf16, labels))
+
+
+def test_replicas_never_share_a_seed():
+    from recipe_dypo.cpu.hf_rollout import request_seed
+
+    prompt = [5, 6, 7]
+    assert request_seed(1, 3, prompt, 0) == request_seed(1, 3, prompt, 0, replica_rank=0)  # one replica: unchanged
+    seeds = {request_seed(1, 3, prompt, occ, replica) for occ in range(4) for replica in range(2)}
+    assert len(seeds) == 8

@@ -138,7 +138,7 @@ def test_worker_gradient_equals_eq4_fsdp2_two_ranks(tiny, workdir):
         tiny,
         data,
         2,
-        *exact_sgd(0.02),  # small enough that step 2 still samples diverse responses (mixed groups)
+        *exact_sgd(0.05),  # small enough that step 2 still samples diverse responses (mixed groups)
         "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
         "dypo.kl_coef=0.05",
         f"dypo.debug_dump_dir={out / 'dump'}",
@@ -146,9 +146,9 @@ def test_worker_gradient_equals_eq4_fsdp2_two_ranks(tiny, workdir):
         GPUS_PER_NODE=2,
     ).check()
     for step in (1, 2):  # at step 1 pi_theta = pi_ref, so the KL term's gradient is 0; at step 2 it is not
-        result = _gradient_check(run, tiny, 0.02, step, kl_coef=0.05)
+        result = _gradient_check(run, tiny, 0.05, step, kl_coef=0.05)
         assert result["padding_rows"] > 0 and result["rows"] >= 5, (step, result)
-        # theta moves by only 0.02 * g here, so single entries of small-gradient tensors are limited by the float32
+        # theta moves by only 0.05 * g here, so single entries of small-gradient tensors are limited by the float32
         # storage of theta (up to 6e-4 of that tensor's largest entry, measured); the whole-gradient error is not
         assert result["rel_err"] < 1e-5, (step, result)
         assert run.metrics[step]["actor/grad_norm"] == pytest.approx(result["grad_norm"], rel=1e-5)

@@ -13,9 +13,11 @@ the sampled token under ``softmax(logits / temperature)`` (no top-k/top-p renorm
 actor recomputes, so ``training/rollout_probs_diff_*`` measures the weight sync.
 
 Reproducible sampling: each request draws from its own generator seeded by (``rollout.seed``, the weight version
-the server holds, the prompt tokens, and how many times this prompt was asked at this version). Requests of one
-prompt are interchangeable, so a group's set of responses depends only on the weights, the prompt and the seed:
-a resumed run samples what the uninterrupted run sampled.
+the server holds, the prompt tokens, how many times this prompt was asked at this version, and the replica).
+Requests of one prompt are interchangeable, so with one replica a group's set of responses depends only on the
+weights, the prompt and the seed: a resumed run samples what the uninterrupted run sampled. With several replicas
+(several trainer ranks) verl's load balancer decides which replica serves which request, so samples stay distinct
+but which seeds a group gets depends on that routing.
 """
 
 from __future__ import annotations
@@ -39,9 +41,14 @@ def server_name(replica_rank: int) -> str:
     return f"dypo_hf_rollout_server_{replica_rank}"
 
 
-def request_seed(base_seed: int, weight_version, prompt_ids, occurrence: int) -> int:
-    """A 63-bit seed from the request's identity (stable across processes, unlike ``hash``)."""
-    key = f"{base_seed}|{weight_version}|{occurrence}|{','.join(map(str, prompt_ids))}".encode()
+def request_seed(base_seed: int, weight_version, prompt_ids, occurrence: int, replica_rank: int = 0) -> int:
+    """A 63-bit seed from the request's identity (stable across processes, unlike ``hash``).
+
+    ``replica_rank`` keeps two replicas from drawing the same seed: each counts occurrences on its own, so without
+    it a group split across replicas would contain identical responses.
+    """
+    replica = f"r{replica_rank}|" if replica_rank else ""
+    key = f"{replica}{base_seed}|{weight_version}|{occurrence}|{','.join(map(str, prompt_ids))}".encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") & ((1 << 63) - 1)
 
 
@@ -155,7 +162,7 @@ class HFServer:
             generators = []
             for prompt_ids in prompts:
                 key = (self.global_steps, tuple(prompt_ids))
-                seed = request_seed(self.seed, self.global_steps, prompt_ids, self.occurrences[key])
+                seed = request_seed(self.seed, self.global_steps, prompt_ids, self.occurrences[key], self.replica_rank)
                 self.occurrences[key] += 1
                 generators.append(torch.Generator().manual_seed(seed))
             return sample_batch(self.model, prompts, *sampling, self.eos_ids, generators)
