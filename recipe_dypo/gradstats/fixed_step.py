@@ -18,7 +18,6 @@ Every arrow except generation and the forward passes is a function the verl trai
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
@@ -53,7 +52,6 @@ class RunConfig:
     n: int = 4  # rollouts per prompt
     max_response_length: int = 24
     seed: int = 0
-    micro_batch_size: int = 64
     overrides: tuple[str, ...] = field(default_factory=tuple)  # extra hydra overrides, e.g. "dypo.alpha=0.2"
 
 
@@ -108,23 +106,13 @@ class FixedPolicyStep:
         """n sampled responses per prompt, graded by ``compute_score``; returns B * n trajectories."""
         prompts = workers.encode_prompts(self.tokenizer, prompt_rows)
         repeated = [p for p in prompts for _ in range(self.run.n)]
-        t0 = time.perf_counter()
-        responses, self.rollout_entropy = workers.generate(
-            self.model, self.tokenizer, repeated, self.run.max_response_length
-        )
-        t1 = time.perf_counter()
-        out, reasons = [], Counter()
+        responses, _ = workers.generate(self.model, self.tokenizer, repeated, self.run.max_response_length)
+        out = []
         for k, response in enumerate(responses):
             row = prompt_rows[k // self.run.n]
             text = self.tokenizer.decode(response.tolist(), skip_special_tokens=True)
-            graded = compute_score(row["data_source"], text, row["reward_model"]["ground_truth"], return_dict=True)
-            reasons[graded["reason"]] += 1
-            out.append(workers.trajectory(repeated[k], response, float(graded["score"]), uids[k // self.run.n], row))
-        self.rollout_timing = {
-            "timing/gen_s": t1 - t0,
-            "timing/reward_s": time.perf_counter() - t1,
-            "reward/timeouts": float(reasons.get("timeout", 0)),
-        }
+            score = compute_score(row["data_source"], text, row["reward_model"]["ground_truth"])
+            out.append(workers.trajectory(repeated[k], response, float(score), uids[k // self.run.n], row))
         return out
 
     # ---------------------------------------------------------------- hook 1: regroup (DypoTrainer._dypo_regroup)
