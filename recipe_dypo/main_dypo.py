@@ -20,6 +20,22 @@ from recipe_dypo.config import check_verl_config
 from recipe_dypo.dry_run import dry_run, is_dypo
 
 
+def joining_a_cluster(config) -> bool:
+    """With a Ray cluster already running (``RAY_ADDRESS`` or ``ray_kwargs.ray_init.address``; how a multi-node
+    run starts), ray.init joins it and refuses to be told the resources ("When connecting to an existing
+    cluster, num_cpus and num_gpus must not be provided"): those come from each node's ``ray start``. Drop them
+    from verl's ray_init (the CPU backend sets them for the local cluster it starts otherwise)."""
+    from omegaconf import open_dict
+
+    ray_init = config.get("ray_kwargs", {}).get("ray_init", None)
+    if ray_init is None or not (os.environ.get("RAY_ADDRESS") or ray_init.get("address")):
+        return False
+    with open_dict(ray_init):
+        for key in ("num_cpus", "num_gpus"):
+            ray_init.pop(key, None)
+    return True
+
+
 @hydra.main(config_path="../configs", config_name="dypo_trainer", version_base=None)
 def main(config) -> None:
     if os.environ.get("DRY_RUN", "0") not in ("", "0", "false", "False"):
@@ -36,6 +52,7 @@ def main(config) -> None:
         from recipe_dypo import cpu
 
         cpu.activate()  # sets VERL_PLATFORM=cpu, which the Ray workers started below inherit
+    joining_a_cluster(config)
     from verl.trainer.main_ppo import main as verl_main
 
     # verl's hydra main is a decorated function; call its undecorated body with our composed config.

