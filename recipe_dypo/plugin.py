@@ -9,7 +9,7 @@ import logging
 import traceback
 import warnings
 
-REGISTERED: dict[str, bool] = {"core_algos": False, "trainer": False, "cpu_backend": False}
+REGISTERED: dict[str, bool] = {"core_algos": False, "trainer": False, "cpu_backend": False, "weight_sync": False}
 
 
 def _register(name: str, importer) -> None:
@@ -40,9 +40,29 @@ def _cpu_backend():
         cpu.activate()
 
 
+WEIGHT_SYNC_TIMEOUT_ENV = "DYPO_WEIGHT_SYNC_TIMEOUT_S"
+
+
+def weight_sync_timeout_s() -> float:
+    """Seconds the trainer waits for the vLLM weight receiver's answer (recipe_dypo/weight_sync.py); 0: no guard."""
+    import os
+
+    return float(os.environ.get(WEIGHT_SYNC_TIMEOUT_ENV, "1800"))
+
+
+def _weight_sync():
+    # rollout.name=vllm resolves to recipe_dypo.weight_sync.GuardedServerAdapter (loaded only when selected): a
+    # failed or hung weight receiver ends the run instead of hanging it.
+    from verl.workers.rollout import base
+
+    if weight_sync_timeout_s() > 0:
+        base._ROLLOUT_REGISTRY[("vllm", "async")] = "recipe_dypo.weight_sync.GuardedServerAdapter"
+
+
 _register("cpu_backend", _cpu_backend)  # first: the platform must be in place before verl resolves it
 _register("core_algos", _core_algos)
 _register("trainer", _trainer)
+_register("weight_sync", _weight_sync)
 
 
 def register() -> dict[str, bool]:

@@ -103,7 +103,13 @@ def launch(script: str, out: Path, tiny_dir: Path, train_file: Path, steps: int,
 
 
 def applied_gradient_error(
-    run: Run, model_before: Path, model_after: Path, lr: float, step: int = 1, **objective_kwargs
+    run: Run,
+    model_before: Path,
+    model_after: Path,
+    lr: float,
+    step: int = 1,
+    compute_dtype=None,
+    **objective_kwargs,
 ) -> dict:
     """Compare the update the workers applied with the gradient of the whole-batch specification.
 
@@ -111,6 +117,9 @@ def applied_gradient_error(
     theta_after = theta_before - lr * g exactly. ``g`` is recomputed here, in float64, from the batch the trainer
     dumped (``dypo.debug_dump_dir``): log-probs of every non-padding row under theta_before, then
     :func:`recipe_dypo.losses.dypo_objective` (eq. 4 on the whole batch) and autograd.
+
+    ``compute_dtype=torch.bfloat16`` computes g with the model's parameters and activations in bf16 instead (what
+    a bf16 mixed-precision worker computes; the objective itself stays float64): the reference for bf16 runs.
 
     Returns:
         {"rel_err": ||applied - g|| / ||g||, "max_rel_err": max over parameter tensors of max|applied - g| / max|g|,
@@ -128,12 +137,14 @@ def applied_gradient_error(
     keep = [i for i, role in enumerate(roles) if role != ROLE_PAD]
     # The reference runs in float64: in float32 its own round-off reaches 1e-5 of the gradient where success and
     # failure rows cancel (reference-free GAL), which would hide what is being measured, the workers' error.
-    before = AutoModelForCausalLM.from_pretrained(model_before, dtype=torch.float32).double()
+    before = AutoModelForCausalLM.from_pretrained(model_before, dtype=torch.float32)
+    theta_before = {name: p.detach().double() for name, p in before.named_parameters()}
+    before = before.to(compute_dtype or torch.float64)
     after = AutoModelForCausalLM.from_pretrained(model_after, dtype=torch.float32)
     log_probs = []
     for i in keep:
         ids, length = rows["input_ids"][i], len(rows["response_mask"][i])
-        logits = before(input_ids=ids[None]).logits[0, -length - 1 : -1]  # rollout temperature is 1.0
+        logits = before(input_ids=ids[None]).logits[0, -length - 1 : -1].double()  # rollout temperature is 1.0
         log_probs.append(torch.log_softmax(logits, dim=-1).gather(-1, ids[-length:, None]).squeeze(-1))
     # The objective is evaluated at the workers' own theta_old log-probs (this forward agrees with them to
     # ``old_logp_gap``, ~1e-6) with the gradient of this forward: the comparison then isolates how the loss is
@@ -155,8 +166,9 @@ def applied_gradient_error(
     grads = torch.autograd.grad(loss, list(params.values()))
     trained = dict(after.named_parameters())
     per_tensor, err_sq, norm_sq = {}, 0.0, 0.0
-    for (name, param), grad in zip(params.items(), grads):
-        applied = (param.detach() - trained[name].detach().double()) / lr
+    grads = [grad.double() for grad in grads]
+    for (name, _), grad in zip(params.items(), grads):
+        applied = (theta_before[name] - trained[name].detach().double()) / lr
         per_tensor[name] = float((applied - grad).abs().max()) / max(float(grad.abs().max()), 1e-30)
         err_sq += float(((applied - grad).double() ** 2).sum())
         norm_sq += float((grad.double() ** 2).sum())
@@ -181,4 +193,21 @@ def exact_sgd(lr: float) -> tuple[str, ...]:
         "actor_rollout_ref.actor.optim.clip_grad=1e9",
         "actor_rollout_ref.actor.checkpoint.save_contents=[model,extra,hf_model]",
         "trainer.save_freq=1",
+    )
+
+
+def gpu_micro_batching(token_budget: int) -> tuple[str, ...]:
+    """The micro-batching a GPU launch uses (configs/paper_setup.yaml), which the CPU backend switches off for
+    speed: remove-padding (each micro-batch packed into one sequence), dynamic batch size in the update and in both
+    log-prob passes, gradient checkpointing. ``token_budget`` tokens per micro-batch: small enough here to split a
+    rank's rows into several uneven micro-batches."""
+    return (
+        "actor_rollout_ref.model.use_remove_padding=true",
+        "actor_rollout_ref.model.enable_gradient_checkpointing=true",
+        "actor_rollout_ref.actor.use_dynamic_bsz=true",
+        f"actor_rollout_ref.actor.ppo_max_token_len_per_gpu={token_budget}",
+        "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz=true",
+        f"actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu={token_budget}",
+        "actor_rollout_ref.ref.log_prob_use_dynamic_bsz=true",
+        f"actor_rollout_ref.ref.log_prob_max_token_len_per_gpu={token_budget}",
     )

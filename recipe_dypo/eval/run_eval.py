@@ -29,7 +29,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from recipe_dypo.eval import metrics
-from recipe_dypo.eval.generate import Request, SamplingConfig, encode_prompt, load_tokenizer, make_generator
+from recipe_dypo.eval.generate import (
+    Request,
+    SamplingConfig,
+    encode_prompt,
+    load_tokenizer,
+    make_generator,
+    resolve_dtype,
+)
 from recipe_dypo.eval.generate import render_prompt as _render_prompt
 from recipe_dypo.eval.grade import grade_records, iter_chunks
 
@@ -350,6 +357,7 @@ def build_summary(cfg: EvalConfig, graded: Sequence[Mapping], n_samples: Mapping
             "top_p": cfg.top_p,
             "max_new_tokens": cfg.max_new_tokens,
             "seed": cfg.seed,
+            "dtype": resolve_dtype(cfg.model, cfg.dtype) if cfg.model and not cfg.responses else None,
             "chat_template": cfg.use_chat_template,
             "n_samples": dict(n_samples) if n_samples is not None else None,
             "max_prompts_per_benchmark": cfg.max_prompts_per_benchmark,
@@ -516,7 +524,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-chat-template", dest="use_chat_template", action="store_false")
     p.add_argument("--ks", default=",".join(map(str, DEFAULT_KS)), help="pass@k values to report (k <= n only)")
     p.add_argument("--batch-size", type=int, default=8, help="hf backend: sequences per generate() call")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        help="weights/compute dtype of either backend (default auto: the checkpoint's own dtype)",
+    )
     p.add_argument("--device", default=None, help="hf backend device (default cuda if available)")
     p.add_argument("--tensor-parallel-size", "--tp", type=int, default=1)
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
