@@ -102,18 +102,33 @@ def has_complete_think(text: str) -> bool:
     return start != -1 and end > start and bool(text[end + len("</think>") :].strip())
 
 
-def get_teachers(row: Mapping) -> tuple[list[dict], list[Issue]]:
-    """Teachers of a row from ``extra_info.teachers`` and LUFFY's ``target`` / ``target_lst`` (index -1 issues)."""
+def list_teacher_name(column: str, k: int) -> str:
+    """The name of the k-th teacher of a LUFFY list column (``target_lst0``, ``target_lst1``, ...): the one naming
+    rule for list teachers, what ``dypo.teacher_names`` selects (a hydra list override cannot hold brackets)."""
+    return f"{column}{k}"
+
+
+def get_teachers(
+    row: Mapping,
+    teachers_key: str = TEACHERS_KEY,
+    target_key: str | None = "target",
+    target_list_key: str | None = "target_lst",
+) -> tuple[list[dict], list[Issue]]:
+    """Teachers of a row, in source order: ``extra_info.<teachers_key>`` (``[{name, response}]``), then LUFFY's
+    ``target`` (one message or a list, each named ``target``) and ``target_lst`` (named by
+    :func:`list_teacher_name`); None disables a LUFFY column. The one teacher parser of the project: the data
+    checks, the trainer's start-up checks and its teacher draw (:func:`recipe_dypo.teachers.extract_teachers`)
+    all read teachers through it. Problems come back as issues with row index -1."""
     teachers: list[dict] = []
     issues: list[Issue] = []
     extra = row.get("extra_info")
-    raw = extra.get(TEACHERS_KEY) if isinstance(extra, Mapping) else None
+    raw = extra.get(teachers_key) if isinstance(extra, Mapping) else None
     if not is_missing(raw):
         lst = as_list(raw)
         if lst is None:
-            issues.append(Issue(-1, f"extra_info.{TEACHERS_KEY}", f"must be a list, got {type(raw).__name__}"))
+            issues.append(Issue(-1, f"extra_info.{teachers_key}", f"must be a list, got {type(raw).__name__}"))
         for k, t in enumerate(lst or []):
-            field = f"extra_info.{TEACHERS_KEY}[{k}]"
+            field = f"extra_info.{teachers_key}[{k}]"
             if not isinstance(t, Mapping):
                 issues.append(Issue(-1, field, f"must be {{'name', 'response'}}, got {type(t).__name__}"))
                 continue
@@ -126,8 +141,8 @@ def get_teachers(row: Mapping) -> tuple[list[dict], list[Issue]]:
                 issues.append(Issue(-1, field + ".name", "teacher name missing or not a string"))
                 continue
             teachers.append({"name": t["name"], "response": t["response"]})
-    for col in ("target", "target_lst"):
-        if col not in row or is_missing(row.get(col)):
+    for col in (target_key, target_list_key):
+        if not col or col not in row or is_missing(row.get(col)):
             continue
         value = row[col]
         msgs = [value] if isinstance(value, str | Mapping) else as_list(value)
@@ -139,7 +154,7 @@ def get_teachers(row: Mapping) -> tuple[list[dict], list[Issue]]:
             if text is None:
                 issues.append(Issue(-1, f"{col}[{k}]", "teacher not a string"))
             else:
-                teachers.append({"name": col if col == "target" else f"{col}[{k}]", "response": text})
+                teachers.append({"name": col if col == target_key else list_teacher_name(col, k), "response": text})
     return teachers, issues
 
 
@@ -353,18 +368,22 @@ def validate_parquet(path, **kwargs) -> list[Issue]:
     return validate_dataframe(pd.read_parquet(path), **kwargs)
 
 
-def teacher_name_counts(df) -> dict[str, int]:
-    """How many rows carry a teacher of each name (for ``dypo.teacher_names`` checks).
+def teacher_name_counts(df, **teacher_fields) -> dict[str, int]:
+    """How many rows carry a teacher of each name that the teacher draw can select (for ``dypo.teacher_names``
+    checks): the teachers :func:`recipe_dypo.teachers.extract_teachers` returns, empty and repeated ones left out.
 
     Args:
         df: pandas DataFrame (as read from parquet) or an iterable of row dicts.
+        teacher_fields: ``teachers_key`` / ``target_key`` / ``target_list_key`` as :func:`get_teachers` takes them.
     """
     from collections import Counter
+
+    from recipe_dypo.teachers import extract_teachers
 
     rows = df.to_dict(orient="records") if hasattr(df, "to_dict") and hasattr(df, "columns") else df
     counts: Counter = Counter()
     for row in rows:
-        counts.update({t["name"] for t in get_teachers(row)[0]})
+        counts.update({t.name for t in extract_teachers(row, **teacher_fields)})
     return dict(counts)
 
 

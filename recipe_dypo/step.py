@@ -108,18 +108,22 @@ class TeacherChoice:
     num_teachers: int
 
 
+def teacher_field_keys(cfg: DypoConfig) -> dict:
+    """``dypo.teacher_fields`` as the keyword arguments of :func:`recipe_dypo.teachers.extract_teachers`."""
+    keys = cfg.teacher_fields
+    return {
+        "teachers_key": keys.get("teachers") or "teachers",
+        "target_key": keys.get("target"),
+        "target_list_key": keys.get("target_list"),
+    }
+
+
 def teachers_of(row_fields: dict, cfg: DypoConfig) -> list[Teacher]:
     """The prompt's teacher solutions, read from the fields named in ``cfg.teacher_fields``.
 
     With ``cfg.teacher_names`` set (e.g. the single-teacher ablation), only teachers of those names are kept.
     """
-    keys = cfg.teacher_fields
-    teachers = extract_teachers(
-        row_fields,
-        teachers_key=keys.get("teachers") or "teachers",
-        target_key=keys.get("target"),
-        target_list_key=keys.get("target_list"),
-    )
+    teachers = extract_teachers(row_fields, **teacher_field_keys(cfg))
     if cfg.teacher_names is not None:
         teachers = [t for t in teachers if t.name in cfg.teacher_names]
     return teachers

@@ -12,7 +12,7 @@ Accepted sources, merged in this order and de-duplicated by text:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,65 +24,34 @@ class Teacher:
     response: str
 
 
-def _message_text(msg, where: str) -> str:
-    if isinstance(msg, str):
-        return msg
-    if isinstance(msg, Mapping) and "content" in msg:
-        if not isinstance(msg["content"], str):
-            raise TypeError(f"{where}: message content must be a str, got {type(msg['content']).__name__}")
-        return msg["content"]
-    raise TypeError(f"{where}: expected a str or a {{'role','content'}} message, got {type(msg).__name__}")
-
-
-def _as_list(value) -> list:
-    if value is None:
-        return []
-    if isinstance(value, str | Mapping):
-        return [value]
-    if isinstance(value, Sequence) or hasattr(value, "tolist"):
-        return list(value.tolist() if hasattr(value, "tolist") else value)
-    return [value]
-
-
 def extract_teachers(
     row: Mapping,
     teachers_key: str = "teachers",
     target_key: str | None = "target",
     target_list_key: str | None = "target_lst",
 ) -> list[Teacher]:
-    """Collect the teacher solutions of one prompt row.
+    """The teacher solutions of one prompt row that a draw can select: those
+    :func:`recipe_dypo.data_schema.get_teachers` parses (the same names the start-up checks see), without empty
+    responses and without repeats of an earlier teacher's text.
 
     Args:
         row: the prompt's fields, e.g. ``{"extra_info": {...}, "target": [...], ...}``.
         teachers_key: key inside ``row["extra_info"]`` holding ``[{name, response}, ...]``.
         target_key / target_list_key: LUFFY columns (None disables).
 
-    Returns:
-        Teachers in source order, without duplicates and empty responses. May be empty.
-
     Raises:
-        TypeError / ValueError naming the field when an entry is malformed.
+        ValueError naming the field when an entry is malformed.
     """
-    found: list[Teacher] = []
-    extra_info = row.get("extra_info") or {}
-    for i, entry in enumerate(_as_list(extra_info.get(teachers_key) if isinstance(extra_info, Mapping) else None)):
-        where = f"extra_info.{teachers_key}[{i}]"
-        if not isinstance(entry, Mapping) or "response" not in entry:
-            raise ValueError(f"{where}: expected {{'name': str, 'response': str}}, got {entry!r:.80}")
-        if not isinstance(entry["response"], str):
-            raise TypeError(f"{where}.response must be a str, got {type(entry['response']).__name__}")
-        found.append(Teacher(name=str(entry.get("name") or f"teacher{i}"), response=entry["response"]))
-    if target_key and row.get(target_key) is not None:
-        for i, msg in enumerate(_as_list(row[target_key])):
-            found.append(Teacher(name="target", response=_message_text(msg, f"{target_key}[{i}]")))
-    if target_list_key and row.get(target_list_key) is not None:
-        for i, msg in enumerate(_as_list(row[target_list_key])):
-            found.append(Teacher(name=f"target_lst{i}", response=_message_text(msg, f"{target_list_key}[{i}]")))
+    from recipe_dypo.data_schema import get_teachers
+
+    found, issues = get_teachers(row, teachers_key, target_key, target_list_key)
+    if issues:
+        raise ValueError("; ".join(f"{issue.field}: {issue.reason}" for issue in issues))
     unique, seen = [], set()
     for t in found:
-        if t.response.strip() and t.response not in seen:
-            seen.add(t.response)
-            unique.append(t)
+        if t["response"].strip() and t["response"] not in seen:
+            seen.add(t["response"])
+            unique.append(Teacher(name=t["name"], response=t["response"]))
     return unique
 
 

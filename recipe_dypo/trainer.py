@@ -44,6 +44,7 @@ from recipe_dypo.step import (
     plan_step,
     row_roles,
     step_coefficients,
+    teacher_field_keys,
     teacher_response_ids,
     teachers_of,
 )
@@ -119,7 +120,8 @@ class DypoTrainer(PPOTrainerSync):
                     f"set dypo.validate_data=false to skip):\n  {shown}"
                 )
             if self.dypo.teacher_names is not None:
-                check_teacher_names(path, self.dypo.teacher_names, teacher_name_counts(rows))
+                counts = teacher_name_counts(rows, **teacher_field_keys(self.dypo))
+                check_teacher_names(path, self.dypo.teacher_names, counts)
 
     # ------------------------------------------------------------------ hook 1: regroup
     def _balance_batch(self, batch: KVBatchMeta, metrics, logging_prefix="global_seqlen", keep_minibatch=False):

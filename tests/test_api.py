@@ -106,7 +106,7 @@ def test_extract_teachers_all_sources_dedup_and_order():
 
 
 def test_extract_teachers_names_the_bad_field():
-    with pytest.raises(TypeError, match=r"extra_info.teachers\[1\].response must be a str"):
+    with pytest.raises(ValueError, match=r"extra_info.teachers\[1\].response: teacher not a string"):
         extract_teachers({"extra_info": {"teachers": [{"name": "a", "response": "x"}, {"response": 3}]}})
     with pytest.raises(ValueError, match=r"extra_info.teachers\[0\]"):
         extract_teachers({"extra_info": {"teachers": ["just a string"]}})

@@ -81,6 +81,30 @@ def test_teacher_names_filter_the_teachers_of_a_row():
     assert teachers_of(row, DypoConfig(teacher_names=["nobody"])) == []
 
 
+def test_a_teacher_name_accepted_at_start_up_is_one_the_draw_selects():
+    """The start-up check (teacher_name_counts -> check_teacher_names) and the draw (teachers_of) parse teachers the
+    same way. Before they shared a parser, a LUFFY target_lst teacher was counted as 'target_lst[0]' and drawn as
+    'target_lst0': dypo.teacher_names=[target_lst0] was refused at start-up, and [target_lst[0]] was accepted and
+    then drew no teacher for any prompt. Repeated and empty teachers are not selectable, so not counted either."""
+    from recipe_dypo.data_schema import teacher_name_counts
+    from recipe_dypo.trainer import check_teacher_names
+
+    rows = [
+        {
+            "extra_info": {"teachers": [{"name": "deepseek-r1", "response": "A"}]},
+            "target": "A",  # the same text again: not a second teacher
+            "target_lst": [{"role": "assistant", "content": "L0"}, "L1", "  "],
+        }
+    ] * 3
+    counts = teacher_name_counts(rows)
+    assert counts == {"deepseek-r1": 3, "target_lst0": 3, "target_lst1": 3}
+    for name in counts:
+        check_teacher_names("train.parquet", [name], counts)  # accepted at start-up ...
+        assert [t.name for t in teachers_of(rows[0], DypoConfig(teacher_names=[name]))] == [name]  # ... and drawn
+    with pytest.raises(ValueError, match="not found"):
+        check_teacher_names("train.parquet", ["target_lst[0]"], counts)
+
+
 @pytest.fixture(scope="module")
 def toy_train(tmp_path_factory):
     from data_prep.toy_data import main as toy_main
