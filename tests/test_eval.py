@@ -437,3 +437,16 @@ def test_prepared_eval_parquets_are_read_and_graded(tmp_path):
     out = str(tmp_path / "out")
     summary = run_eval.main(["--responses", str(path), "--data", str(data), "--output-dir", out, "--quiet"])
     assert {b: m["score"] for b, m in summary["benchmarks"].items()} == {b: 100.0 for b in PAPER_BENCHMARKS}
+
+
+def test_hf_greedy_decoding_with_several_samples(tiny_model):
+    """transformers refuses num_return_sequences > 1 without sampling; greedy decoding runs once per prompt and
+    repeats the completion n times (vLLM refuses n > 1 greedy as well: both backends do the same)."""
+    from recipe_dypo.eval.generate import Request, SamplingConfig, make_generator
+
+    gen = make_generator("hf", tiny_model, dtype="float32", device="cpu")
+    requests = [Request(prompt_ids=[9707, 11, 1879], n=3, key="a"), Request(prompt_ids=[1879, 0], n=3, key="b")]
+    out = gen.generate(requests, SamplingConfig(temperature=0.0, max_new_tokens=6))
+    assert [len(comps) for comps in out] == [3, 3]
+    for comps in out:
+        assert len({(c.text, c.num_tokens, c.truncated) for c in comps}) == 1 and comps[0].num_tokens > 0

@@ -13,8 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+GREEDY_TEMPERATURE = 1e-5
 
 
 @dataclass
@@ -25,6 +27,13 @@ class SamplingConfig:
     top_p: float = 1.0
     max_new_tokens: int = 8192
     seed: int = 0
+
+    @property
+    def greedy(self) -> bool:
+        """Greedy decoding (vLLM's rule: temperature below 1e-5). Neither engine samples ``n > 1`` greedy
+        completions (vLLM: "n must be 1 when using greedy sampling"; transformers: no ``num_return_sequences`` > 1
+        without sampling), so both backends decode a prompt once and repeat that completion ``n`` times."""
+        return self.temperature < GREEDY_TEMPERATURE
 
 
 @dataclass
@@ -161,16 +170,17 @@ class HFGenerator:
         for row, p in enumerate(prompts):  # left padding
             input_ids[row, width - len(p) :] = torch.tensor(p, dtype=torch.long)
             attention[row, width - len(p) :] = 1
+        reps = 1 if cfg.greedy else n  # sequences generate() returns per prompt
         kwargs: dict[str, Any] = dict(
             max_new_tokens=cfg.max_new_tokens,
-            num_return_sequences=n,
+            num_return_sequences=reps,
             pad_token_id=self.pad_id,
             eos_token_id=self.eos_ids or None,
         )
-        if cfg.temperature > 0:
-            kwargs.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=0)
-        else:
+        if cfg.greedy:
             kwargs.update(do_sample=False)
+        else:
+            kwargs.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=0)
         with torch.no_grad():
             out = self.model.generate(
                 input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device), **kwargs
@@ -178,20 +188,21 @@ class HFGenerator:
         gen = out[:, width:].cpu()
         results: list[list[Completion]] = []
         for row in range(len(prompts)):
-            comps = []
-            for s in range(n):
-                ids = gen[row * n + s].tolist()
-                length = len(ids)
-                for pos, t in enumerate(ids):
-                    if t in self.eos_ids:
-                        length = pos + 1
-                        break
-                ids = ids[:length]
-                ended = bool(ids) and ids[-1] in self.eos_ids
-                text = self.tokenizer.decode(ids, skip_special_tokens=True)
-                comps.append(Completion(text=text, num_tokens=len(ids), truncated=not ended))
-            results.append(comps)
+            comps = [self._completion(gen[row * reps + s].tolist()) for s in range(reps)]
+            results.append(comps if reps == n else [replace(comps[0]) for _ in range(n)])
         return results
+
+    def _completion(self, ids: list[int]) -> Completion:
+        """One generated sequence: cut after the first EOS (kept, as vLLM counts it), the rest is padding."""
+        length = len(ids)
+        for pos, t in enumerate(ids):
+            if t in self.eos_ids:
+                length = pos + 1
+                break
+        ids = ids[:length]
+        ended = bool(ids) and ids[-1] in self.eos_ids
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        return Completion(text=text, num_tokens=len(ids), truncated=not ended)
 
 
 class VLLMGenerator:
@@ -241,7 +252,7 @@ class VLLMGenerator:
 
         params = [
             SamplingParams(
-                n=r.n,
+                n=1 if cfg.greedy else r.n,
                 temperature=cfg.temperature,
                 top_p=cfg.top_p,
                 max_tokens=self._max_tokens(len(r.prompt_ids), cfg.max_new_tokens),
@@ -257,6 +268,8 @@ class VLLMGenerator:
                 Completion(text=o.text, num_tokens=len(o.token_ids), truncated=o.finish_reason == "length")
                 for o in out.outputs
             ]
+            if cfg.greedy:
+                comps = [replace(comps[0]) for _ in range(requests[i].n)]
             results.append(comps)
             if on_done is not None:
                 on_done(i, comps)
