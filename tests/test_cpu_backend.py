@@ -1,13 +1,11 @@
 """The CPU backend's pieces on their own: the patches are inert unless the CPU platform is selected, and the hf
 rollout samples what verl's rollout config asks for, reproducibly, with the log-probs the actor recomputes."""
 
-import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
+
+from tests.e2e_support import probe
 
 PROBE = """
 import json, verl
@@ -39,14 +37,7 @@ print("PROBE", json.dumps({
 
 
 def _probe(platform: str | None, **extra_env) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("VERL_PLATFORM", "VERL_ENGINE_DEVICE")}
-    env.update(extra_env)
-    if platform:
-        env["VERL_PLATFORM"] = platform
-    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    line = [ln for ln in out.stdout.splitlines() if ln.startswith("PROBE ")][-1]
-    return json.loads(line[len("PROBE ") :])
+    return probe(PROBE, platform, **extra_env)
 
 
 def test_patches_are_inert_without_the_cpu_platform():

