@@ -10,8 +10,8 @@ bash "$REPO_ROOT/scripts/setup_env.sh"
 cd "$REPO_ROOT"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 .venv/bin/ruff check recipe_dypo data_prep tests benchmarks scripts
-.venv/bin/python -m pytest tests -q -p no:cacheprovider -m "not vllm" "$@"
+.venv/bin/python -m pytest tests -q -p no:cacheprovider --durations=15 -m "not vllm" "$@"
 if [[ "${SKIP_VLLM:-0}" != "1" ]]; then
   bash "$REPO_ROOT/scripts/setup_env.sh" --vllm
-  .venv-vllm/bin/python -m pytest tests -q -p no:cacheprovider -m vllm "$@"
+  .venv-vllm/bin/python -m pytest tests -q -p no:cacheprovider --durations=15 -m vllm "$@"
 fi
