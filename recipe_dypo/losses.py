@@ -13,9 +13,10 @@ Q is the number of prompts that train this step (hard + mid; easy prompts are dr
 Two forms live here:
 
 * :func:`dypo_objective` evaluates L on a whole batch. It is the specification.
-* :func:`dypo_actor_loss` is what the actor runs per micro-batch (installed with verl's ``set_loss_fn``). The
-  driver turns everything that couples rows (group means, pair terms, Q) into per-row coefficients
-  computed at theta_old (:func:`row_coefficients`), so the micro-batch loss is a plain sum over its own rows.
+* :func:`recipe_dypo.actor_loss.dypo_actor_loss` is what the actor runs per micro-batch (installed with verl's
+  ``set_loss_fn``). The trainer turns everything that couples rows (group means, pair terms, Q) into per-row
+  coefficients computed at theta_old (:func:`row_coefficients`), so the micro-batch loss is a plain sum over its
+  own rows.
   Summed over any split into micro-batches and data-parallel shards, its gradient at theta = theta_old equals
   the gradient of :func:`dypo_objective` (tests/test_exactness.py checks this to 1e-6 in float64).
 """
@@ -148,7 +149,7 @@ def mixing_weights(alpha: float = 0.5, grpo_weight: float | None = None, gal_wei
     """Weights of the GRPO and GAL terms on mid prompts: (alpha, 1 - alpha) in the paper.
 
     The authors' released code instead adds GAL with weight 0.001 on top of the full RL loss, which is
-    ``grpo_weight=1.0, gal_weight=0.001`` (preset ``dypo_released_code``).
+    ``grpo_weight=1.0, gal_weight=0.001`` (preset ``released_code``).
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"dypo.alpha must be in [0, 1], got {alpha}")
@@ -171,7 +172,7 @@ def shaped_objective(log_prob: torch.Tensor, advantages: torch.Tensor, shaping_g
 
 @dataclass
 class RowCoefficients:
-    """Per-row weights (N,) that make the micro-batch loss a sum over rows; see :func:`dypo_actor_loss`."""
+    """Per-row weights (N,) that make the micro-batch loss a sum over rows (recipe_dypo/actor_loss.py)."""
 
     pg: torch.Tensor  # multiplies sum_t clipped-surrogate(A) of a mid row: grpo_weight / (Q * G_q * |tau|)
     sft: torch.Tensor  # multiplies sum_t -log pi(y_t) of a teacher row: gamma / (Q * |tau|)  (or gamma / Q)

@@ -65,6 +65,6 @@ _register("trainer", _trainer)
 _register("weight_sync", _weight_sync)
 
 
-def register() -> dict[str, bool]:
-    """Idempotent; returns which registrations succeeded."""
+def registered() -> dict[str, bool]:
+    """Which registrations succeeded when this module was imported (they happen at import, once)."""
     return dict(REGISTERED)

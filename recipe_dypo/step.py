@@ -1,8 +1,8 @@
 """The DYPO step between reward and actor update, independent of where the data lives.
 
-Both the verl trainer (data in TransferQueue) and the local CPU driver (data in memory) call these functions,
-so there is one implementation of: grading and regrouping, building teacher rows from token ids, and turning
-theta_old statistics into per-row loss coefficients plus the metrics researchers plot.
+The verl trainer (data in TransferQueue) and the fixed-parameter step of :mod:`recipe_dypo.gradstats` (data in
+memory) call these functions, so there is one implementation of: grading and regrouping, building teacher rows
+from token ids, and turning theta_old statistics into per-row loss coefficients plus the metrics researchers plot.
 """
 
 from __future__ import annotations
