@@ -10,10 +10,10 @@ only in the vLLM server's log.
 :class:`GuardedServerAdapter` is verl's vLLM ``ServerAdapter`` with those waits made watchful: while waiting it
 checks, once a second, whether the receiver's RPC has finished (then its error is raised in the
 trainer, naming the rollout server) and gives up after ``DYPO_WEIGHT_SYNC_TIMEOUT_S`` seconds without an answer
-(default 1800; a bucket of 512 MB normally takes well under a minute). The plugin registers it as the ``vllm``
-rollout on every platform; ``DYPO_WEIGHT_SYNC_TIMEOUT_S=0`` keeps verl's own adapter. Weights, buckets and the
-protocol are verl's, untouched. Registered by :mod:`recipe_dypo.plugin` (this module imports vLLM's half of
-verl, so it is loaded only when a config selects the vLLM rollout).
+(default 1800; a bucket of 512 MB normally takes well under a minute). :mod:`recipe_dypo.plugin` registers it as
+the ``vllm`` rollout on every platform (this module imports vLLM's half of verl, so it loads only when a config
+selects the vLLM rollout); ``DYPO_WEIGHT_SYNC_TIMEOUT_S=0`` keeps verl's own adapter. Weights, buckets and the
+protocol are verl's, untouched.
 """
 
 from __future__ import annotations
