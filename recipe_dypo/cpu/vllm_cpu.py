@@ -5,7 +5,7 @@ ZMQ; the CPU platform reports no CUDA IPC) run unchanged. Two things in verl 0.9
 a machine without GPUs; each patch below names the line it works around. They are applied by
 :func:`recipe_dypo.cpu.activate`, i.e. only where ``VERL_PLATFORM=cpu``, in every process that imports verl:
 the driver, the Ray workers, the vLLM server actor and vLLM's own engine/worker subprocesses (which import verl
-for ``worker_extension_cls`` before they load the model). tests/test_cpu_backend.py checks they are inert
+for ``worker_extension_cls`` before they load the model). tests/test_vllm_cpu_patches.py checks they are inert
 elsewhere. The settings vLLM needs on CPU (no sleep mode, eager mode, KV-cache size) are in
 configs/backend/cpu.yaml.
 
