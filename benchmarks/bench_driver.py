@@ -19,11 +19,10 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
-import recipe_dypo.core_algos  # noqa: F401  (registers the dypo estimator / policy loss)
+from recipe_dypo.coefficients import StepSettings, coefficients_of_batch
 from recipe_dypo.config import DypoConfig
-from recipe_dypo.losses import ROLE_MID, ROLE_TEACHER
-from recipe_dypo.step import plan_regroup, row_roles, step_coefficients, teacher_response_ids, teacher_row
-from recipe_dypo.trainer import nested_row_sums
+from recipe_dypo.grading import Role, plan_regroup, roles_from_tags
+from recipe_dypo.teachers import teacher_response_ids, teacher_row
 
 
 def timed(fn, repeat: int) -> float:
@@ -79,8 +78,20 @@ def dypo_driver_step(uids, scores, lengths, tokens, tokenizer, teacher_texts, cf
     tags = [{}] * len(keep) + [{"dypo_role": "teacher"}] * len(texts)
     g = torch.Generator().manual_seed(1)
     offsets = torch.cat([torch.zeros(1, dtype=torch.int64), torch.from_numpy(new_lengths).cumsum(0)])
-    old = torch.nested.nested_tensor_from_jagged(-torch.rand(int(offsets[-1]), generator=g), offsets=offsets)
-    ref = torch.nested.nested_tensor_from_jagged(-torch.rand(int(offsets[-1]), generator=g), offsets=offsets)
+
+    def jagged(values):
+        return torch.nested.nested_tensor_from_jagged(values, offsets=offsets)
+
+    n_tokens = int(offsets[-1])
+    token_rewards = torch.zeros(n_tokens)
+    token_rewards[offsets[1:] - 1] = torch.from_numpy(new_scores)
+    stored = {  # the fields the trainer reads from TransferQueue
+        "uid": new_uids,
+        "rm_scores": jagged(token_rewards),
+        "response_mask": jagged(torch.ones(n_tokens)),
+        "old_log_probs": jagged(-torch.rand(n_tokens, generator=g)),
+        "ref_log_prob": jagged(-torch.rand(n_tokens, generator=g)),
+    }
     width = int(new_lengths.max())
     mask = (torch.arange(width)[None, :] < torch.from_numpy(new_lengths)[:, None]).float()
     rewards = torch.zeros_like(mask)
@@ -94,11 +105,9 @@ def dypo_driver_step(uids, scores, lengths, tokens, tokenizer, teacher_texts, cf
         plan_regroup(scores, uids, cfg.success_threshold)
         # teacher token ids come from the trainer's cache, filled while the rollout of this batch ran
         rows = [teacher_row(template, ids) for ids in teacher_ids]
-        roles = row_roles(tags)
-        _, metrics = step_coefficients(
-            roles, new_scores, new_uids, new_lengths, nested_row_sums(old), nested_row_sums(ref), cfg
-        )
-        compute_advantage(adv_input, adv_estimator="dypo", config={"norm_adv_by_std_in_grpo": True})
+        roles = roles_from_tags(tags)
+        _, metrics = coefficients_of_batch(stored, roles, cfg, step=0)
+        compute_advantage(adv_input, adv_estimator="grpo", config={"norm_adv_by_std_in_grpo": True})
         return roles, metrics, rows
 
     def tokenize():
@@ -134,7 +143,7 @@ def micro_batch(rows: int, tokens: int, seed: int = 0):
     )
     td["dypo_sft_coef"][: rows // 4] = 1e-4
     tu.assign_non_tensor(
-        td, dp_size=1, batch_num_tokens=int(resp.sum()), global_batch_size=rows * 8, dypo_total_rows=rows * 8
+        td, dp_size=1, batch_num_tokens=int(resp.sum()), global_batch_size=rows * 8, **StepSettings(rows * 8).as_dict()
     )
     leaf = (-torch.rand(int(resp.sum() + rows * prompt_len), generator=g)).requires_grad_(True)
     return td, leaf
@@ -188,10 +197,10 @@ def main():
     t_grpo = timed(grpo_fn, args.repeat)
     t_dypo = timed(dypo_fn, args.repeat)
     t_tok = timed(tokenize_fn, max(1, args.repeat // 2))
-    n_teacher = int((roles == ROLE_TEACHER).sum())
+    n_teacher = int((roles == Role.TEACHER).sum())
     print(
         f"batch: {args.prompts} prompts x {args.k} rollouts x <= {args.tokens} tokens; after regrouping "
-        f"{int((roles == ROLE_MID).sum())} mid rows + {n_teacher} teacher rows"
+        f"{int((roles == Role.RL).sum())} mid rows + {n_teacher} teacher rows"
     )
     print(
         f"driver: verl GRPO compute_advantage {t_grpo * 1e3:8.1f} ms | DYPO driver step {t_dypo * 1e3:8.1f} ms "

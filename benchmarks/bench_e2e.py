@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     if args.steps <= args.warmup:
         p.error("--steps must exceed --warmup")
 
-    from recipe_dypo.cpu.assets import build_tiny_assets
+    from recipe_dypo.toy.assets import build_tiny_assets
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.out or tmp)

@@ -8,7 +8,7 @@ Importing this package is cheap and does not import verl. verl picks up the regi
 __version__ = "0.1.0"
 VERL_VERSION = "0.9.1"
 
-# Where each prompt row carries its teacher solutions (m >= 1). Documented in README "Data schema".
+# Where each prompt row carries its teacher solutions (m >= 1). Documented in docs/data.md "Data schema".
 TEACHERS_FIELD = "extra_info.teachers"  # list of {"name": str, "response": str}
 LUFFY_TARGET_FIELD = "target"  # LUFFY: one assistant message (list of one {"role","content"} or a str)
 LUFFY_TARGET_LIST_FIELD = "target_lst"  # LUFFY: list of assistant messages

@@ -2,7 +2,7 @@
 
 It is the same function for every engine (FSDP/FSDP2, Megatron) and rollout server: it reads only verl's
 no-padding TensorDict (``model_output["log_probs"]``, ``old_log_probs``, ``advantages``, ``response_mask``)
-and four per-row coefficient fields the DYPO trainer writes into TransferQueue.
+and the loss contract of :mod:`recipe_dypo.coefficients` (four per-row coefficients, three per-step settings).
 
     loss_mb = dp_size * n_mini * sum_{rows in mb} [ c_pg  * sum_t surrogate(A)_t
                                                   + c_sft * sum_t -log pi(y_t)
@@ -15,6 +15,9 @@ and four per-row coefficient fields the DYPO trainer writes into TransferQueue.
 verl averages gradients over data-parallel ranks (hence dp_size) and sums micro-batches; ``n_mini`` (number of
 mini-batches in the step, 1 by default) restores the per-mini-batch scale verl uses. The GAL term is the
 linearisation of L_GAL at theta_old: equal value 0 and equal gradient there. See :mod:`recipe_dypo.losses`.
+The surrogate is verl's own policy loss (``actor.policy_loss.loss_mode``, ``vanilla``: clip plus dual clip) with
+``token-sum`` aggregation; the advantages arrive multiplied by c_pg, and the clipped surrogate is positively
+homogeneous in A, so the scaling is exact.
 """
 
 from __future__ import annotations
@@ -22,16 +25,11 @@ from __future__ import annotations
 import torch
 from tensordict import TensorDict
 from verl.trainer.ppo.core_algos import agg_loss, get_policy_loss_fn
-from verl.utils import tensordict_utils as tu
 from verl.utils.metric import AggregationType, Metric
 from verl.workers.utils.padding import no_padding_2_padding
 
+from recipe_dypo.coefficients import RowCoefficients, StepSettings
 from recipe_dypo.losses import kl_estimate, shaped_objective
-
-COEF_FIELDS = ("dypo_pg_coef", "dypo_sft_coef", "dypo_gal_coef", "dypo_offpolicy_coef")
-TOTAL_ROWS_KEY = "dypo_total_rows"
-SHAPING_GAMMA_KEY = "dypo_shaping_gamma"
-KL_COEF_KEY = "dypo_kl_coef"
 
 
 def logp_gradient_l1(terms: dict, log_prob, mask) -> dict:
@@ -61,7 +59,8 @@ def dypo_actor_loss(config, model_output, data: TensorDict, dp_group=None):
         config: verl ``ActorConfig`` (clip ratios, policy_loss.loss_mode, entropy coefficient, kl_loss_type).
         model_output: ``{"log_probs": nested (bs, seq_j), "entropy": optional}``.
         data: micro-batch TensorDict; nested ``response_mask``/``old_log_probs``/``advantages`` (bs, resp_j),
-            dense ``dypo_*_coef`` (bs,), non-tensor ``dp_size``, ``batch_num_tokens``, ``global_batch_size``.
+            dense :class:`RowCoefficients` fields (bs,), non-tensor ``dp_size``, ``batch_num_tokens``,
+            ``global_batch_size`` and the :class:`StepSettings`.
 
     Returns:
         (loss scalar tensor, metrics dict)
@@ -76,41 +75,38 @@ def dypo_actor_loss(config, model_output, data: TensorDict, dp_group=None):
     config.global_batch_info["batch_num_tokens"] = data["batch_num_tokens"]
     config.global_batch_info["global_batch_size"] = data["global_batch_size"]
     config.global_batch_info["loss_scale_factor"] = config.loss_scale_factor
-    total_rows = tu.get_non_tensor_data(data=data, key=TOTAL_ROWS_KEY, default=None)
-    shaping_gamma = tu.get_non_tensor_data(data=data, key=SHAPING_GAMMA_KEY, default=0.1)
-    kl_coef = tu.get_non_tensor_data(data=data, key=KL_COEF_KEY, default=0.0) or 0.0
+    step = StepSettings.read(data)
     mini_rows = data["global_batch_size"]
-    n_mini = total_rows / mini_rows if total_rows and mini_rows else 1.0
+    n_mini = step.total_rows / mini_rows if step.total_rows and mini_rows else 1.0
 
-    coef = {k: data[k].to(log_prob.dtype) for k in COEF_FIELDS}
+    coef = RowCoefficients.from_fields(data, log_prob.dtype)
     fields = ["response_mask", "old_log_probs", "advantages"]
     fields += [k for k in ("rollout_is_weights", "ref_log_prob") if k in data]
     data = data.select(*fields).to_padded_tensor()
     mask = data["response_mask"].to(bool)
     old_log_prob = data["old_log_probs"]
 
-    policy_loss_fn = get_policy_loss_fn(config.policy_loss.get("loss_mode", "dypo"))
-    rl_rows = (coef["dypo_pg_coef"] > 0).unsqueeze(-1)
+    policy_loss_fn = get_policy_loss_fn(config.policy_loss.get("loss_mode", "vanilla"))
+    rl_rows = (coef.pg > 0).unsqueeze(-1)
     pg_loss, pg_metrics = policy_loss_fn(
         old_log_prob=old_log_prob,
         log_prob=log_prob,
-        advantages=data["advantages"] * coef["dypo_pg_coef"].unsqueeze(-1),
+        advantages=data["advantages"] * coef.pg.unsqueeze(-1),
         response_mask=mask & rl_rows,
         loss_agg_mode="token-sum",
         config=config,
         rollout_is_weights=data.get("rollout_is_weights", None),
     )
-    sft_loss = (coef["dypo_sft_coef"].unsqueeze(-1) * -log_prob * mask).sum() * dp_size
-    gal_loss = (coef["dypo_gal_coef"].unsqueeze(-1) * (log_prob - old_log_prob) * mask).sum() * dp_size
-    off_coef = coef["dypo_offpolicy_coef"]
-    if bool((off_coef != 0).any()):  # only LUFFY-style mixing has off-policy rows; skip the extra graph otherwise
-        shaped = shaped_objective(log_prob, data["advantages"], shaping_gamma)
-        off_loss = (off_coef.unsqueeze(-1) * shaped * mask).sum() * dp_size
+    sft_loss = (coef.sft.unsqueeze(-1) * -log_prob * mask).sum() * dp_size
+    gal_loss = (coef.gal.unsqueeze(-1) * (log_prob - old_log_prob) * mask).sum() * dp_size
+    if bool((coef.offpolicy != 0).any()):  # only LUFFY-style mixing has off-policy rows; skip the graph otherwise
+        shaped = shaped_objective(log_prob, data["advantages"], step.shaping_gamma)
+        off_loss = (coef.offpolicy.unsqueeze(-1) * shaped * mask).sum() * dp_size
     else:
         off_loss = log_prob.new_zeros(())
-    if kl_coef:  # the paper's KL inside L_GRPO: on-policy RL rows only, weighted like their surrogate
+    if step.kl_coef:  # the paper's KL inside L_GRPO: on-policy RL rows only, weighted like their surrogate
         kld = kl_estimate(log_prob, data["ref_log_prob"], config.kl_loss_type)
-        kl_loss = (kl_coef * coef["dypo_pg_coef"].unsqueeze(-1) * kld * mask).sum() * dp_size
+        kl_loss = (step.kl_coef * coef.pg.unsqueeze(-1) * kld * mask).sum() * dp_size
     else:
         kl_loss = log_prob.new_zeros(())
     loss = (pg_loss + sft_loss + gal_loss + off_loss + kl_loss) * n_mini

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from recipe_dypo.gating import EASY_ROUTES, HARD_ROUTES
+from recipe_dypo.grading import EASY_ROUTES, HARD_ROUTES
 from recipe_dypo.losses import mixing_weights
+
+# verl's GRPO advantage estimators; on every row DYPO trains they equal recipe_dypo.losses.grpo_advantages.
+GRPO_ESTIMATORS = ("grpo", "grpo_vectorized")
 
 
 @dataclass
@@ -84,12 +87,14 @@ def check_verl_config(config) -> DypoConfig:
     dypo = DypoConfig.from_config(config.get("dypo"))
     actor = config.actor_rollout_ref.actor
     problems = []
-    if config.algorithm.adv_estimator != "dypo":
-        problems.append(f"algorithm.adv_estimator={config.algorithm.adv_estimator} (set algorithm.adv_estimator=dypo)")
-    if actor.policy_loss.get("loss_mode") != "dypo":
+    if config.algorithm.adv_estimator not in GRPO_ESTIMATORS:
         problems.append(
-            f"actor_rollout_ref.actor.policy_loss.loss_mode={actor.policy_loss.get('loss_mode')} "
-            "(set it to dypo: advantages arrive pre-weighted and need a token sum)"
+            f"algorithm.adv_estimator={config.algorithm.adv_estimator}: DYPO's RL term is GRPO (set it to grpo)"
+        )
+    if actor.policy_loss.get("loss_mode") != "vanilla":
+        problems.append(
+            f"actor_rollout_ref.actor.policy_loss.loss_mode={actor.policy_loss.get('loss_mode')}: DYPO's GRPO term "
+            "is verl's clipped surrogate (set it to vanilla)"
         )
     if config.trainer.v1.trainer_mode != "dypo" or not config.trainer.use_v1:
         problems.append("trainer.v1.trainer_mode must be dypo with trainer.use_v1=true")

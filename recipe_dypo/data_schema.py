@@ -387,6 +387,43 @@ def teacher_name_counts(df, **teacher_fields) -> dict[str, int]:
     return dict(counts)
 
 
+def check_teacher_names(path: str, wanted: list[str], counts: dict[str, int]) -> None:
+    """Fail when ``dypo.teacher_names`` names a teacher the data does not have (a typo would otherwise turn every
+    hard prompt into a skipped, teacher-less one)."""
+    missing = [name for name in wanted if not counts.get(name)]
+    if missing:
+        raise ValueError(f"dypo.teacher_names={wanted}: {missing} not found in {path}; teachers there: {counts}")
+
+
+def check_train_files(paths, cfg) -> dict[str, dict[str, int]]:
+    """The trainer's start-up check of its training files (``dypo.validate_data``): every row valid, and every
+    name in ``dypo.teacher_names`` present. Raises ValueError naming the file, rows and fields.
+
+    Returns:
+        ``{path: rows per selected teacher}`` (empty dicts when ``dypo.teacher_names`` is null).
+    """
+    import pandas as pd
+
+    from recipe_dypo.teachers import teacher_field_keys
+
+    selected = {}
+    for path in [paths] if isinstance(paths, str) else list(paths):
+        rows = pd.read_parquet(path)  # read once for both checks: training files are large
+        problems = validate_dataframe(rows, max_teacher_tokens=None)
+        if problems:
+            shown = "\n  ".join(f"row {r} [{f}]: {why}" for r, f, why in problems[:20])
+            raise ValueError(
+                f"{path}: {len(problems)} invalid row(s) (python -m data_prep.validate {path} lists all; "
+                f"set dypo.validate_data=false to skip):\n  {shown}"
+            )
+        selected[path] = {}
+        if cfg.teacher_names is not None:
+            counts = teacher_name_counts(rows, **teacher_field_keys(cfg))
+            check_teacher_names(path, cfg.teacher_names, counts)
+            selected[path] = {name: counts[name] for name in cfg.teacher_names}
+    return selected
+
+
 def format_issues(issues: Sequence[Issue], limit: int = 50) -> str:
     """Human-readable report: counts per (field, reason kind) then the first ``limit`` issues."""
     from collections import Counter

@@ -10,30 +10,25 @@ Q is the number of prompts that train this step (hard + mid; easy prompts are dr
 * ``L_GAL(q)``  = mean over (success s, failure f) pairs of -log sigmoid(beta * (r_s - r_f)),
   r = sum over response tokens of (log pi_theta - log pi_ref)  (or of log pi_theta when reference-free).
 
-Two forms live here:
+:func:`dypo_objective` evaluates L on a whole batch as the paper writes it: the specification and the tests' float64
+oracle. Training does not call it: the trainer turns everything that couples rows (group sizes, GAL's pairs, Q)
+into per-row coefficients at theta_old (:mod:`recipe_dypo.coefficients`) and the actor runs
+:func:`recipe_dypo.actor_loss.dypo_actor_loss`, a plain sum over a micro-batch's own rows. Summed over any split
+into micro-batches and data-parallel shards, its gradient at theta = theta_old equals the gradient of
+:func:`dypo_objective` (tests/test_exactness.py checks this to 1e-6 in float64).
 
-* :func:`dypo_objective` evaluates L on a whole batch. It is the specification.
-* :func:`recipe_dypo.actor_loss.dypo_actor_loss` is what the actor runs per micro-batch (installed with verl's
-  ``set_loss_fn``). The trainer turns everything that couples rows (group means, pair terms, Q) into per-row
-  coefficients computed at theta_old (:func:`row_coefficients`), so the micro-batch loss is a plain sum over its
-  own rows.
-  Summed over any split into micro-batches and data-parallel shards, its gradient at theta = theta_old equals
-  the gradient of :func:`dypo_objective` (tests/test_exactness.py checks this to 1e-6 in float64).
+The other functions are the terms: :func:`gal_loss`, :func:`grpo_advantages` (verl's ``grpo`` estimator gives the
+same values; this float64 version is the oracle), :func:`clipped_surrogate`, :func:`shaped_objective` (LUFFY-style
+off-policy rows) and :func:`kl_estimate`.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from recipe_dypo.gating import group_ids
-
-# Row roles stored with each trajectory (field ``dypo_role``). ROLE_MID rows are on-policy RL rows (mid groups,
-# and easy/hard groups when routed to RL); ROLE_OFFPOLICY is a teacher row inside a group (LUFFY-style mixing).
-ROLE_PAD, ROLE_MID, ROLE_TEACHER, ROLE_OFFPOLICY = 0, 1, 2, 3
+from recipe_dypo.grading import Role, group_ids
 
 
 def group_matrix(group_of_row: np.ndarray) -> torch.Tensor:
@@ -170,93 +165,6 @@ def shaped_objective(log_prob: torch.Tensor, advantages: torch.Tensor, shaping_g
     return -advantages * prob / (prob + shaping_gamma)
 
 
-@dataclass
-class RowCoefficients:
-    """Per-row weights (N,) that make the micro-batch loss a sum over rows (recipe_dypo/actor_loss.py)."""
-
-    pg: torch.Tensor  # multiplies sum_t clipped-surrogate(A) of a mid row: grpo_weight / (Q * G_q * |tau|)
-    sft: torch.Tensor  # multiplies sum_t -log pi(y_t) of a teacher row: gamma / (Q * |tau|)  (or gamma / Q)
-    gal: torch.Tensor  # multiplies sum_t log pi(y_t): d L_GAL-part / d r_row at theta_old
-    offpolicy: torch.Tensor  # multiplies sum_t shaped_objective(A) of an off-policy row, same weight as pg
-    num_prompts: int  # Q
-
-
-def row_coefficients(
-    roles,
-    scores,
-    uids,
-    response_lengths,
-    seq_log_ratio_old,
-    grpo_weight: float = 0.5,
-    gal_weight: float = 0.5,
-    beta: float = 1.0,
-    gamma: float = 1.0,
-    success_threshold: float = 1.0,
-    sft_token_mean: bool = True,
-) -> RowCoefficients:
-    """Turn the batch-coupled DYPO objective into per-row coefficients, evaluated at theta_old.
-
-    GAL couples rows through pairs. Its gradient is sum_rows (dL/dr_row) * grad r_row, and dL/dr_row only
-    needs the sequence log-ratios, which verl already has at theta_old (old_log_probs, ref_log_prob). So
-    the GAL coefficient of a row is the autograd derivative of :func:`gal_loss` at those values.
-
-    Args:
-        roles: (N,) ints, ROLE_MID / ROLE_TEACHER / ROLE_OFFPOLICY / ROLE_PAD.
-        scores: (N,) rollout scores (only mid rows are read).
-        uids: (N,) group ids; the rollouts of a mid prompt share one.
-        response_lengths: (N,) number of response tokens of each row.
-        seq_log_ratio_old: (N,) r at theta_old (sum over response of old - ref log-probs; old only if reference-free).
-        grpo_weight, gal_weight: alpha and 1 - alpha in the paper (see :func:`mixing_weights`).
-
-    Returns:
-        :class:`RowCoefficients` with float64 tensors of shape (N,).
-    """
-    roles = np.asarray(roles)
-    mid = roles == ROLE_MID
-    teacher = roles == ROLE_TEACHER
-    rl = mid | (roles == ROLE_OFFPOLICY)  # an off-policy row is a member of its prompt's group
-    n = len(roles)
-    lengths = torch.as_tensor(np.asarray(response_lengths), dtype=torch.float64).clamp(min=1)
-    uids = np.asarray(uids, dtype=object)
-    mid_uids = uids[mid]
-    num_prompts = len(set(uids[rl].tolist())) + int(teacher.sum())
-    pg, sft, gal, offpolicy = (torch.zeros(n, dtype=torch.float64) for _ in range(4))
-    if num_prompts == 0:
-        return RowCoefficients(pg, sft, gal, offpolicy, 0)
-    rl_idx = torch.from_numpy(np.flatnonzero(rl))
-    if len(rl_idx):
-        _, group_of_row = group_ids(uids[rl])
-        group_size = torch.from_numpy(np.bincount(group_of_row)[group_of_row]).double()
-        weight = grpo_weight / (num_prompts * group_size * lengths[rl_idx])
-        is_mid = torch.from_numpy(mid[rl])
-        pg[rl_idx] = torch.where(is_mid, weight, 0.0)
-        offpolicy[rl_idx] = torch.where(is_mid, 0.0, weight)
-    mid_idx = torch.from_numpy(np.flatnonzero(mid))
-    if len(mid_idx):
-        r = torch.as_tensor(np.asarray(seq_log_ratio_old, dtype=np.float64))[mid_idx].clone().requires_grad_(True)
-        mid_scores = np.asarray(scores, dtype=np.float64)[mid]
-        loss = gal_loss(r, mid_scores, mid_uids, beta=beta, success_threshold=success_threshold)
-        (grad,) = torch.autograd.grad(loss, r, allow_unused=False)
-        # gal_loss averages over the mid groups that have pairs; DYPO averages over all Q training prompts.
-        n_pair_groups = _count_pair_groups(mid_scores, mid_uids, success_threshold)
-        if n_pair_groups:
-            gal[mid_idx] = gal_weight * n_pair_groups / num_prompts * grad
-    teacher_idx = torch.from_numpy(np.flatnonzero(teacher))
-    if len(teacher_idx):
-        norm = lengths[teacher_idx] if sft_token_mean else torch.ones(len(teacher_idx), dtype=torch.float64)
-        sft[teacher_idx] = gamma / (num_prompts * norm)
-    return RowCoefficients(pg, sft, gal, offpolicy, num_prompts)
-
-
-def _count_pair_groups(scores, uids, success_threshold: float) -> int:
-    _, group_of_row = group_ids(uids)
-    success = np.asarray(scores) >= success_threshold
-    n_groups = int(group_of_row.max()) + 1
-    wins = np.bincount(group_of_row, weights=success, minlength=n_groups)
-    sizes = np.bincount(group_of_row, minlength=n_groups)
-    return int(((wins > 0) & (wins < sizes)).sum())
-
-
 def kl_estimate(log_prob: torch.Tensor, ref_log_prob: torch.Tensor, kind: str = "low_var_kl") -> torch.Tensor:
     """Per-token estimate of D_KL(pi_theta || pi_ref): verl's ``kl_penalty`` (``actor.kl_loss_type``), (..., T)."""
     from verl.trainer.ppo.core_algos import kl_penalty
@@ -300,13 +208,13 @@ def dypo_objective(
     Args:
         log_probs / old_log_probs / ref_log_probs: lists of N (T_i,) response-token log-prob tensors;
             ``ref_log_probs=None`` means reference-free GAL.
-        roles: (N,) ROLE_MID / ROLE_TEACHER / ROLE_OFFPOLICY / ROLE_PAD. scores, uids: (N,) as for
+        roles: (N,) Role per row (:class:`recipe_dypo.grading.Role`). scores, uids: (N,) as for
             :func:`grade_groups`.
     """
     roles = np.asarray(roles)
     uids = np.asarray(uids, dtype=object)
-    rl = np.flatnonzero((roles == ROLE_MID) | (roles == ROLE_OFFPOLICY))
-    teacher = np.flatnonzero(roles == ROLE_TEACHER)
+    rl = np.flatnonzero((roles == Role.RL) | (roles == Role.OFFPOLICY))
+    teacher = np.flatnonzero(roles == Role.TEACHER)
     groups = list(dict.fromkeys(uids[rl].tolist()))
     num_prompts = len(groups) + len(teacher)
     total = log_probs[0].sum() * 0.0
@@ -324,12 +232,12 @@ def dypo_objective(
                 clipped_surrogate(log_probs[i], old_log_probs[i], adv[i], clip_ratio, clip_ratio)
                 + (kl_coef * kl_estimate(log_probs[i], ref_log_probs[i], kl_type) if kl_coef else 0.0)
             ).mean()
-            if roles[i] == ROLE_MID
+            if roles[i] == Role.RL
             else shaped_objective(log_probs[i], adv[i], shaping_gamma).mean()
             for i in members
         ]
         grpo = sum(per_sequence) / len(members)
-        on_policy = [i for i in members if roles[i] == ROLE_MID]
+        on_policy = [i for i in members if roles[i] == Role.RL]
         ratios = torch.stack(
             [log_probs[i].sum() - (ref_log_probs[i].sum() if ref_log_probs is not None else 0.0) for i in on_policy]
         )

@@ -401,8 +401,8 @@ def non_increasing_steps(table: PaperTable = TABLE3) -> list[tuple[str, str, str
 
 # Rows this project trains, with the command that trains them (evaluate the checkpoint with scripts/eval.sh and
 # pass it to scripts/reproduce_tables.py with the row's name as its label). Table 3's per-teacher rows are named
-# "ROW (SIZE)". Where the paper does not define a row, the command says "our reading" and README "Reproducing
-# the paper" gives the reasons.
+# "ROW (SIZE)". Where the paper does not define a row, the command says "our reading" and docs/reproduce.md
+# gives the reasons.
 Q3 = "MODEL=qwen3-4b-base "
 LUFFY_STYLE = "bash scripts/run_luffy_mix.sh  # LUFFY-style mixing on this trainer, not LUFFY's code"
 

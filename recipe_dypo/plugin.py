@@ -1,5 +1,6 @@
 """``verl.plugins`` entry point: ``import verl`` imports this module in every process (driver, task runner, Ray
-workers), which registers the ``dypo`` advantage estimator, policy loss and trainer.
+workers), which registers the ``dypo`` trainer, the CPU backend's rollout and the guarded vLLM weight sync. DYPO
+needs no advantage estimator or policy loss of its own: it uses verl's ``grpo`` and ``vanilla``.
 
 verl swallows plugin import errors at debug level; a broken install would then surface much later as
 "Unknown trainer 'dypo'". We report failures loudly instead, with the traceback.
@@ -9,7 +10,7 @@ import logging
 import traceback
 import warnings
 
-REGISTERED: dict[str, bool] = {"core_algos": False, "trainer": False, "cpu_backend": False, "weight_sync": False}
+REGISTERED: dict[str, bool] = {"trainer": False, "cpu_backend": False, "weight_sync": False}
 
 
 def _register(name: str, importer) -> None:
@@ -20,10 +21,6 @@ def _register(name: str, importer) -> None:
         message = f"dypo-verl plugin: registering {name} failed: {exc!r}\n{traceback.format_exc()}"
         logging.getLogger("recipe_dypo").warning(message)
         warnings.warn(message, RuntimeWarning, stacklevel=2)
-
-
-def _core_algos():
-    import recipe_dypo.core_algos  # noqa: F401
 
 
 def _trainer():
@@ -60,7 +57,6 @@ def _weight_sync():
 
 
 _register("cpu_backend", _cpu_backend)  # first: the platform must be in place before verl resolves it
-_register("core_algos", _core_algos)
 _register("trainer", _trainer)
 _register("weight_sync", _weight_sync)
 

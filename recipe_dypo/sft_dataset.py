@@ -5,7 +5,7 @@ concatenation equals the whole conversation rendered at once. Qwen3-style templa
 of an assistant turn rendered on its own, so on reasoning traces that assertion fails (and with
 ``ignore_input_ids_mismatch=true`` the thinking would silently be dropped from training).
 
-:class:`TeacherSFTDataset` instead builds each row exactly like a DYPO teacher row (:func:`recipe_dypo.step.
+:class:`TeacherSFTDataset` instead builds each row exactly like a DYPO teacher row (:func:`recipe_dypo.teachers.
 teacher_response_ids`): the prompt rendered with ``add_generation_prompt=True`` (what the RL dataset feeds the
 rollout), then the teacher's text tokens and EOS; loss on the response tokens only. Selected in
 ``configs/sft_trainer.yaml`` through verl's ``data.custom_cls``.
@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
 
-from recipe_dypo.step import teacher_response_ids
+from recipe_dypo.teachers import teacher_response_ids
 
 
 class TeacherSFTDataset(MultiTurnSFTDataset):

@@ -12,10 +12,24 @@ Accepted sources, merged in this order and de-duplicated by text:
 
 from __future__ import annotations
 
+import copy
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
+
+from recipe_dypo.grading import OFFPOLICY_TAG, TEACHER_TAG
+
+if TYPE_CHECKING:
+    from recipe_dypo.config import DypoConfig
+
+# Reward of a teacher row mixed into a group: teacher solutions are correct (binary correctness reward).
+TEACHER_SCORE = 1.0
+# Fields of a dataloader row that can carry teachers (extra_info.teachers, LUFFY target / target_lst).
+TEACHER_SOURCE_FIELDS = ("extra_info", "target", "target_lst")
 
 
 @dataclass(frozen=True)
@@ -79,3 +93,170 @@ class TeacherSampler:
         self.seed = int(state["seed"])
         self._rng = np.random.default_rng(self.seed)
         self._rng.bit_generator.state = state["bit_generator"]
+
+
+def teacher_field_keys(cfg: DypoConfig) -> dict:
+    """``dypo.teacher_fields`` as the keyword arguments of :func:`extract_teachers`."""
+    keys = cfg.teacher_fields
+    return {
+        "teachers_key": keys.get("teachers") or "teachers",
+        "target_key": keys.get("target"),
+        "target_list_key": keys.get("target_list"),
+    }
+
+
+def teachers_of(row_fields: Mapping, cfg: DypoConfig) -> list[Teacher]:
+    """The prompt's teacher solutions, read from the fields named in ``cfg.teacher_fields``.
+
+    With ``cfg.teacher_names`` set (e.g. the single-teacher ablation), only teachers of those names are kept.
+    """
+    teachers = extract_teachers(row_fields, **teacher_field_keys(cfg))
+    if cfg.teacher_names is not None:
+        teachers = [t for t in teachers if t.name in cfg.teacher_names]
+    return teachers
+
+
+def draw_teacher(row_fields: Mapping, sampler: TeacherSampler, cfg: DypoConfig) -> Teacher | None:
+    """ONE teacher drawn uniformly from the prompt's m solutions (a fresh draw every time the prompt is hard);
+    None when the prompt has none."""
+    teachers = teachers_of(row_fields, cfg)
+    return teachers[sampler.draw(len(teachers))] if teachers else None
+
+
+@dataclass
+class TeacherRows:
+    """One teacher row per prompt that has a teacher; ``sources[j]`` indexes the template of ``rows[j]``."""
+
+    sources: list[int]
+    rows: list[dict]
+    teachers: list[Teacher]
+    no_teacher: int
+    truncated: int
+    role: str = TEACHER_TAG  # the rows' dypo_role tag: SFT rows, or group members under LUFFY-style mixing
+
+    def metrics(self, dropped_rollouts: int, draws: Counter) -> dict:
+        return {
+            "dypo/dropped_rollouts": float(dropped_rollouts),
+            "dypo/teacher_rows": float(len(self.rows)),
+            "dypo/teacher_truncated": float(self.truncated),
+            "dypo/hard_without_teacher": float(self.no_teacher),
+            **{f"dypo/teacher_draws/{name}": float(count) for name, count in sorted(draws.items())},
+        }
+
+
+NO_TEACHER_ROWS = TeacherRows(sources=[], rows=[], teachers=[], no_teacher=0, truncated=0)
+
+
+def build_teacher_rows(templates: list[dict], sampler: TeacherSampler, cfg: DypoConfig, tokenize, draws: Counter):
+    """Draw a teacher for each prompt, tokenise all draws in one batch and build their rows.
+
+    Args:
+        templates: one rollout's field dict per prompt needing a teacher row (hard prompts; every prompt when
+            mixing); its prompt tokens and teacher fields are used.
+        tokenize: ``texts -> [(ids, truncated)]``, e.g. :func:`teacher_response_ids` or a cached version of it.
+        draws: per-teacher draw counter, updated in place.
+
+    Returns:
+        :class:`TeacherRows`; prompts without any teacher are counted in ``no_teacher`` and get no row.
+    """
+    drawn = [(i, t) for i, t in enumerate(draw_teacher(tp, sampler, cfg) for tp in templates) if t is not None]
+    tokens = tokenize([teacher.response for _, teacher in drawn]) if drawn else []
+    score = TEACHER_SCORE if cfg.offpolicy_mixing else 0.0
+    rows, truncated = [], 0
+    for (i, teacher), (ids, was_cut) in zip(drawn, tokens):
+        truncated += was_cut
+        draws[teacher.name] += 1
+        rows.append(teacher_row(templates[i], ids, score=score))
+    return TeacherRows(
+        sources=[i for i, _ in drawn],
+        rows=rows,
+        teachers=[t for _, t in drawn],
+        no_teacher=len(templates) - len(drawn),
+        truncated=truncated,
+        role=OFFPOLICY_TAG if cfg.offpolicy_mixing else TEACHER_TAG,
+    )
+
+
+def teacher_response_ids(tokenizer, texts: list[str], max_tokens: int) -> list[tuple[list[int], bool]]:
+    """Token ids of teacher responses as the policy would emit them: text tokens then EOS, cut to max_tokens.
+
+    Tokenises the whole list in one call (the fast tokenizer parallelises a batch).
+
+    Returns:
+        one (ids, truncated) per text.
+    """
+    if not texts:
+        return []
+    encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    eos = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
+    out = []
+    for ids in encoded:
+        ids = list(ids) + eos
+        out.append((ids[:max_tokens], True) if len(ids) > max_tokens else (ids, False))
+    return out
+
+
+def teacher_row(template: dict, response_ids: list[int], score: float = 0.0) -> dict:
+    """A trajectory for the teacher solution, built from token ids (never decoded by a rollout engine).
+
+    Args:
+        template: one rollout of the same prompt (verl's per-trajectory field dict); its prompt tokens are kept.
+        response_ids: teacher token ids.
+        score: reward placed on the last token (an off-policy group member counts as a success; an SFT row's
+            reward is never read).
+
+    Returns:
+        A new field dict with response tensors, masks and positions for ``prompts + teacher response``.
+    """
+    from verl.trainer.ppo.padding_utils import build_padding_position_ids
+
+    row = {k: (v.clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)) for k, v in template.items()}
+    prompts = template["prompts"]
+    responses = torch.tensor(response_ids, dtype=prompts.dtype)
+    input_ids = torch.cat([prompts, responses])
+    attention_mask = torch.ones_like(input_ids)
+    response_mask = torch.ones_like(responses)
+    row.update(
+        responses=responses,
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=build_padding_position_ids(template.get("position_ids"), attention_mask),
+        response_mask=response_mask,
+        loss_mask=response_mask,
+        rm_scores=torch.zeros(len(responses), dtype=torch.float32),
+    )
+    row["rm_scores"][-1] = score
+    if "rollout_log_probs" in template:
+        row["rollout_log_probs"] = torch.zeros(len(responses), dtype=torch.float32)
+    # Per-token side data of the rollout does not apply to the teacher's tokens.
+    for key in ("routed_experts", "teacher_ids", "teacher_logprobs"):
+        row.pop(key, None)
+    return row
+
+
+def unwrap(value):
+    """A non-tensor field value as stored by verl/TransferQueue (possibly wrapped in ``NonTensorData``)."""
+    return getattr(value, "data", value) if not isinstance(value, torch.Tensor) else value
+
+
+def prompt_rows(batch, fields=TEACHER_SOURCE_FIELDS) -> list[dict]:
+    """Per-prompt dicts of the given non-tensor fields of a dataloader TensorDict (missing fields are skipped)."""
+    columns = {}
+    for name in fields:
+        if name in batch.keys():
+            values = batch[name]
+            values = values.tolist() if hasattr(values, "tolist") else list(values)
+            columns[name] = [unwrap(v) for v in values]
+    return [{name: col[i] for name, col in columns.items()} for i in range(len(batch))]
+
+
+def batch_teacher_texts(batch, cfg: DypoConfig) -> list[str]:
+    """Every teacher response of a dataloader batch, for tokenising ahead of the regroup. A malformed entry is
+    skipped here; it is reported with its field name if its prompt turns out hard (extract_teachers raises then)."""
+    texts = []
+    for row in prompt_rows(batch):
+        try:
+            texts.extend(t.response for t in teachers_of(row, cfg))
+        except (TypeError, ValueError):
+            continue
+    return texts

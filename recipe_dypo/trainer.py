@@ -1,19 +1,22 @@
 """The DYPO trainer: verl's synchronous v1 PPO trainer plus three hooks. It only orchestrates.
 
 verl's step (``PPOTrainer._step_once``): sample -> [reward] -> balance -> old_log_prob -> ref -> advantage -> update.
-DYPO hooks in at three points:
+DYPO hooks in at three points, each the next part of the paper's eq. (4):
 
-1. ``_balance_batch``  regroup first: grade groups, drop easy rollouts, replace each hard group's rollouts by one
-   teacher row (prompt + teacher token ids), keep mid groups; then verl pads and balances across DP ranks.
-2. ``_compute_advantage``  verl's ``dypo`` estimator gives GRPO advantages; then per-row loss coefficients are
-   computed from the old/ref log-probs verl already has (no extra forward pass) and written to TransferQueue.
-3. ``_update_actor``  skip the update when nothing trains this step, else run verl's update with the DYPO loss
-   (installed once with ``set_loss_fn``).
+1. ``_balance_batch``  grade groups and regroup (:mod:`recipe_dypo.grading`): drop easy rollouts, replace each hard
+   group's rollouts by one teacher row drawn uniformly (:mod:`recipe_dypo.teachers`), keep mid groups; then verl
+   pads and balances across DP ranks.
+2. ``_compute_advantage``  verl's ``grpo`` estimator gives the advantages; then the per-row loss coefficients
+   (:mod:`recipe_dypo.coefficients`: GRPO weight, SFT weight, GAL derivative) are computed from the old/ref
+   log-probs verl already has (no extra forward pass) and written to TransferQueue.
+3. ``_update_actor``  skip the update when nothing trains this step, else run verl's update with the DYPO actor loss
+   (:mod:`recipe_dypo.actor_loss`, installed once with ``set_loss_fn``).
+
+Checkpoints also carry the teacher-draw state (:mod:`recipe_dypo.checkpoint_state`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections import Counter
@@ -21,56 +24,39 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 
 import numpy as np
-import torch
 import transfer_queue as tq
 from tensordict import TensorDict
 from transfer_queue import KVBatchMeta
 from verl import DataProto
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
-from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
 from verl.utils.config import omega_conf_to_dataclass
 from verl.utils.debug.metrics import calculate_debug_metrics
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
-from recipe_dypo.actor_loss import COEF_FIELDS, KL_COEF_KEY, SHAPING_GAMMA_KEY, TOTAL_ROWS_KEY, dypo_actor_loss
+# A module import, not a name: `import verl` inside actor_loss loads this module through the verl.plugins
+# entry point while actor_loss is still initialising.
+from recipe_dypo import actor_loss
+from recipe_dypo.checkpoint_state import STATE_FILE, load_dypo_state, resumed_folder, save_dypo_state
+from recipe_dypo.coefficients import StepSettings, coefficients_of_batch, nested_row_sums
 from recipe_dypo.config import check_verl_config
-from recipe_dypo.losses import ROLE_MID, ROLE_OFFPOLICY, ROLE_PAD, ROLE_TEACHER
-from recipe_dypo.step import (
-    SKIPPED_ROLE,
-    TeacherRows,
+from recipe_dypo.data_schema import check_train_files
+from recipe_dypo.debug_dump import dump_regroup, dump_update_batch
+from recipe_dypo.grading import SKIPPED_TAG, Role, plan_step, roles_from_tags
+from recipe_dypo.teachers import (
+    NO_TEACHER_ROWS,
+    TeacherSampler,
+    batch_teacher_texts,
     build_teacher_rows,
-    check_finite,
-    plan_step,
-    row_roles,
-    step_coefficients,
-    teacher_field_keys,
     teacher_response_ids,
-    teachers_of,
+    unwrap,
 )
-from recipe_dypo.teachers import TeacherSampler
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
 
-STATE_FILE = "dypo_state.json"
 ROLLOUT_MISMATCH_PREFIX = "training/rollout_"  # verl's rollout-vs-actor log-prob metrics (calculate_debug_metrics)
 TEACHER_CACHE_SIZE = 65536  # tokenised teacher responses kept between steps
-TEACHER_SOURCE_FIELDS = ("extra_info", "target", "target_lst")
-
-
-def nested_row_sums(values: torch.Tensor) -> torch.Tensor:
-    """Per-row sums of a jagged nested tensor (bs, j) -> (bs,), accumulated in float64."""
-    if not values.is_nested:
-        return values.double().sum(dim=-1)
-    rows = torch.split(values.values(), values.offsets().diff().tolist())
-    return torch.stack([row.double().sum() for row in rows]) if rows else torch.zeros(0, dtype=torch.float64)
-
-
-def nested_row_index(values: torch.Tensor) -> torch.Tensor:
-    """Row index of every element of a jagged nested tensor."""
-    lengths = values.offsets().diff()
-    return torch.repeat_interleave(torch.arange(len(lengths)), lengths)
 
 
 @register_trainer("dypo")
@@ -95,33 +81,18 @@ class DypoTrainer(PPOTrainerSync):
 
     def _setup(self):
         if self.dypo.validate_data:
-            self._validate_train_files()
+            for path, selected in check_train_files(self.config.data.train_files, self.dypo).items():
+                if selected:
+                    logger.info("%s: rows per selected teacher %s", path, selected)
         super()._setup()
         actor_config = omega_conf_to_dataclass(self.config.actor_rollout_ref.actor)
-        self.actor_rollout_wg.set_loss_fn(partial(dypo_actor_loss, config=actor_config))
-        logger.info("DYPO loss installed on the actor (alpha=%s, beta=%s, gamma=%s)", *self._abg())
-
-    def _abg(self):
-        return self.dypo.alpha, self.dypo.beta, self.dypo.gamma
-
-    def _validate_train_files(self):
-        import pandas as pd
-
-        from recipe_dypo.data_schema import teacher_name_counts, validate_dataframe
-
-        files = self.config.data.train_files
-        for path in [files] if isinstance(files, str) else list(files):
-            rows = pd.read_parquet(path)  # read once for both checks: training files are large
-            problems = validate_dataframe(rows, max_teacher_tokens=None)
-            if problems:
-                shown = "\n  ".join(f"row {r} [{f}]: {why}" for r, f, why in problems[:20])
-                raise ValueError(
-                    f"{path}: {len(problems)} invalid row(s) (python -m data_prep.validate {path} lists all; "
-                    f"set dypo.validate_data=false to skip):\n  {shown}"
-                )
-            if self.dypo.teacher_names is not None:
-                counts = teacher_name_counts(rows, **teacher_field_keys(self.dypo))
-                check_teacher_names(path, self.dypo.teacher_names, counts)
+        self.actor_rollout_wg.set_loss_fn(partial(actor_loss.dypo_actor_loss, config=actor_config))
+        logger.info(
+            "DYPO loss installed on the actor (alpha=%s, beta=%s, gamma=%s)",
+            self.dypo.alpha,
+            self.dypo.beta,
+            self.dypo.gamma,
+        )
 
     # ------------------------------------------------------------------ hook 1: regroup
     def _balance_batch(self, batch: KVBatchMeta, metrics, logging_prefix="global_seqlen", keep_minibatch=False):
@@ -133,15 +104,9 @@ class DypoTrainer(PPOTrainerSync):
     def _submit_batch_to_rollout(self, batch: TensorDict) -> int:
         # Tokenise this batch's teacher solutions while the rollout runs: it is the largest driver-side cost
         # of a DYPO step (about 1 s for 160 hard prompts x 4k-token teachers), and the rollout takes minutes.
-        texts = [t.response for row in prompt_rows(batch, TEACHER_SOURCE_FIELDS) for t in self._teachers_of(row)]
+        texts = batch_teacher_texts(batch, self.dypo)
         self._pending_tokens = self._tokenizer_pool.submit(self._teacher_tokens, texts)
         return super()._submit_batch_to_rollout(batch)
-
-    def _teachers_of(self, row: dict):
-        try:
-            return teachers_of(row, self.dypo)
-        except (TypeError, ValueError):
-            return []  # reported with the field name when the prompt is hard (build_teacher_rows raises then)
 
     def _wait_for_prefetch(self) -> None:
         pending, self._pending_tokens = self._pending_tokens, None
@@ -170,12 +135,12 @@ class DypoTrainer(PPOTrainerSync):
         metrics.update(plan.metrics)
 
         teacher_keys, teacher_tags = [], []
-        built = TeacherRows(sources=[], rows=[], teachers=[], no_teacher=0, truncated=0)
+        built = NO_TEACHER_ROWS
         if plan.teacher_groups:
             group_uids = list(plan.teacher_groups)
             rep_rows = [plan.teacher_groups[uid][0] for uid in group_uids]
             fetched = tq.kv_batch_get(keys=[batch.keys[r] for r in rep_rows], partition_id=pid)
-            templates = [{k: _unwrap(v) for k, v in fetched[i].items()} for i in range(len(rep_rows))]
+            templates = [{k: unwrap(v) for k, v in fetched[i].items()} for i in range(len(rep_rows))]
             # Draw in an order fixed by the prompts' tokens: rollouts reach TransferQueue in completion order, and
             # a resumed (or repeated) run must give each prompt the teacher the original run gave it.
             order = sorted(range(len(templates)), key=lambda i: templates[i]["prompts"].tolist())
@@ -199,15 +164,10 @@ class DypoTrainer(PPOTrainerSync):
                 teacher_tags.append(tag)
         if self.dypo.debug_dump_dir:  # before the dropped rollouts leave TransferQueue
             dump_regroup(self.dypo.debug_dump_dir, self.global_steps, batch, plan, built, self.teacher_draws)
-        teacher_fields = built.rows
         no_teacher = built.no_teacher
         if teacher_keys:
-            tq.kv_batch_put(
-                keys=teacher_keys,
-                partition_id=pid,
-                fields=list_of_dict_to_tensordict(teacher_fields),
-                tags=teacher_tags,
-            )
+            fields = list_of_dict_to_tensordict(built.rows)
+            tq.kv_batch_put(keys=teacher_keys, partition_id=pid, fields=fields, tags=teacher_tags)
 
         keys = [batch.keys[r] for r in plan.rl_rows] + teacher_keys
         tags = [batch.tags[r] for r in plan.rl_rows] + teacher_tags
@@ -217,7 +177,7 @@ class DypoTrainer(PPOTrainerSync):
             # on the batch, and its rollout-correction step refuses a batch of padding rows only, so one real
             # rollout stays as a placeholder with zero loss coefficients; the update itself is skipped.
             placeholder, dropped_rows = dropped_rows[0], dropped_rows[1:]
-            keys, tags = [batch.keys[placeholder]], [{**batch.tags[placeholder], "dypo_role": SKIPPED_ROLE}]
+            keys, tags = [batch.keys[placeholder]], [{**batch.tags[placeholder], "dypo_role": SKIPPED_TAG}]
             tq.kv_batch_put(keys=keys, partition_id=pid, tags=tags)
             self._skip_update_reason = (
                 f"nothing to train at step {self.global_steps}: {len(plan.labels)} rollouts, "
@@ -246,8 +206,8 @@ class DypoTrainer(PPOTrainerSync):
         actor's own (importance ratio 1), so verl's rollout correction (``algorithm.rollout_correction``: IS
         weights, rejection) leaves them alone, and recompute verl's rollout-vs-actor mismatch metrics
         (``training/rollout_*``) over the sampled rows only; verl computed them over all rows just before."""
-        roles = row_roles(batch.tags)
-        offline = (roles == ROLE_TEACHER) | (roles == ROLE_OFFPOLICY)
+        roles = roles_from_tags(batch.tags)
+        offline = (roles == Role.TEACHER) | (roles == Role.OFFPOLICY)
         if not offline.any():
             return
         pid = batch.partition_id
@@ -257,7 +217,7 @@ class DypoTrainer(PPOTrainerSync):
         tq.kv_batch_put(keys=teacher_keys, partition_id=pid, fields=fields)
         for key in [k for k in metrics if k.startswith(ROLLOUT_MISMATCH_PREFIX)]:
             del metrics[key]
-        sampled = [k for k, r, o in zip(batch.keys, roles, offline) if r != ROLE_PAD and not o]
+        sampled = [k for k, r, o in zip(batch.keys, roles, offline) if r != Role.PAD and not o]
         if sampled:  # (a step of hard prompts only has no sampled rows: no mismatch to report)
             select = ["rollout_log_probs", "old_log_probs", "response_mask", "responses"]
             data = tq.kv_batch_get(keys=sampled, partition_id=pid, select_fields=select)
@@ -276,32 +236,9 @@ class DypoTrainer(PPOTrainerSync):
         if self.dypo.gal_reference:
             fields.append("ref_log_prob")
         data = tq.kv_batch_get(keys=keys, partition_id=pid, select_fields=fields)
-        roles = row_roles(tags)
-        uids = np.array([str(u) for u in data["uid"]], dtype=object)
-        mask = data["response_mask"]
-        live = torch.from_numpy(roles != ROLE_PAD)[nested_row_index(mask)] & mask.values().bool()
-        row_of = nested_row_index(mask)[live]
-
-        def masked_sums(name):
-            values = data[name].values().double()
-            check_finite(name, values[live], row_of, self.global_steps, uids)
-            return nested_row_sums(torch.nested.nested_tensor_from_jagged(values * live, offsets=mask.offsets()))
-
-        coefs, step_metrics = step_coefficients(
-            roles,
-            nested_row_sums(data["rm_scores"]).numpy(),
-            uids,
-            nested_row_sums(mask).numpy(),
-            masked_sums("old_log_probs"),
-            masked_sums("ref_log_prob") if self.dypo.gal_reference else None,
-            self.dypo,
-        )
+        coefs, step_metrics = coefficients_of_batch(data, roles_from_tags(tags), self.dypo, self.global_steps)
         metrics.update(step_metrics)
-        metrics["dypo/rl_rows"] = float((roles == ROLE_MID).sum())  # on-policy RL rows (mid, or kept easy/hard)
-        coef_td = TensorDict(
-            {name: getattr(coefs, name.split("_")[1]).float() for name in COEF_FIELDS}, batch_size=len(keys)
-        )
-        return tq.kv_batch_put(keys=keys, partition_id=pid, fields=coef_td)
+        return tq.kv_batch_put(keys=keys, partition_id=pid, fields=TensorDict(coefs.fields(), batch_size=len(keys)))
 
     # ------------------------------------------------------------------ hook 3: update
     def _update_actor(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
@@ -312,9 +249,7 @@ class DypoTrainer(PPOTrainerSync):
         metrics["dypo/skipped_update"] = 0.0
         if self.dypo.debug_dump_dir:
             dump_update_batch(self.dypo.debug_dump_dir, self.global_steps, batch)
-        batch.extra_info[TOTAL_ROWS_KEY] = len(batch)
-        batch.extra_info[SHAPING_GAMMA_KEY] = self.dypo.shaping_gamma
-        batch.extra_info[KL_COEF_KEY] = self.dypo.kl_coef
+        StepSettings(len(batch), self.dypo.shaping_gamma, self.dypo.kl_coef).write(batch.extra_info)
         return super()._update_actor(batch, metrics)
 
     # ------------------------------------------------------------------ resume
@@ -327,101 +262,8 @@ class DypoTrainer(PPOTrainerSync):
         super()._load_checkpoint()
         if self.global_steps == 0:
             return
-        folder = self._resumed_folder()
+        folder = resumed_folder(self.config.trainer)
         if folder is None or not load_dypo_state(folder, self.teacher_sampler, self.teacher_draws):
             logger.warning(
                 "resumed at step %s without %s: teacher draws restart from seed", self.global_steps, STATE_FILE
             )
-
-    def _resumed_folder(self) -> str | None:
-        trainer = self.config.trainer
-        if trainer.resume_mode == "resume_path":
-            return trainer.resume_from_path
-        root = trainer.default_local_dir
-        return find_latest_ckpt_path(root if os.path.isabs(root) else os.path.join(os.getcwd(), root))
-
-
-def check_teacher_names(path: str, wanted: list[str], counts: dict[str, int]) -> None:
-    """Fail before training when ``dypo.teacher_names`` names a teacher the data does not have (a typo would
-    otherwise turn every hard prompt into a skipped, teacher-less one)."""
-    missing = [name for name in wanted if not counts.get(name)]
-    if missing:
-        raise ValueError(f"dypo.teacher_names={wanted}: {missing} not found in {path}; teachers there: {counts}")
-    logger.info("%s: rows per selected teacher %s", path, {name: counts[name] for name in wanted})
-
-
-def prompt_rows(batch: TensorDict, fields) -> list[dict]:
-    """Per-prompt dicts of the given non-tensor fields of a dataloader batch (missing fields are skipped)."""
-    columns = {}
-    for name in fields:
-        if name in batch.keys():
-            values = batch[name]
-            values = values.tolist() if hasattr(values, "tolist") else list(values)
-            columns[name] = [_unwrap(v) for v in values]
-    return [{name: col[i] for name, col in columns.items()} for i in range(len(batch))]
-
-
-def _unwrap(value):
-    return getattr(value, "data", value) if not isinstance(value, torch.Tensor) else value
-
-
-def dump_regroup(folder: str, step: int, batch: KVBatchMeta, plan, built: TeacherRows, draws: Counter) -> str:
-    """``dypo.debug_dump_dir``: what the step graded, as ``<folder>/regroup_step_<step>.json``: each rollout's
-    prompt (``extra_info.index``), score and grade, the teachers drawn this step and the running draw counts."""
-    data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_info", "rm_scores"])
-    infos = [_unwrap(v) for v in data["extra_info"]]
-    record = {
-        "step": step,
-        "prompt_index": [(info or {}).get("index") for info in infos],
-        "scores": nested_row_sums(data["rm_scores"]).tolist(),
-        "grades": [str(label) for label in plan.labels],
-        "teachers_drawn": [t.name for t in built.teachers],
-        "teacher_of_prompt": {
-            str((row.get("extra_info") or {}).get("index")): t.name for row, t in zip(built.rows, built.teachers)
-        },
-        "teacher_draws": dict(draws),
-    }
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, f"regroup_step_{step}.json")
-    with open(path, "w") as f:
-        json.dump(record, f)
-    return path
-
-
-DUMP_FIELDS = ("uid", "rm_scores", "input_ids", "response_mask", "old_log_probs", "advantages", *COEF_FIELDS)
-
-
-def dump_update_batch(folder: str, step: int, batch: KVBatchMeta) -> str:
-    """``dypo.debug_dump_dir``: save the batch the actor update consumes (every row, verl's padding included,
-    with its tags) to ``<folder>/update_step_<step>.pt``, so a test can recompute eq. (4) on exactly this batch
-    and compare the gradient the workers applied (tests/test_e2e_cpu.py)."""
-    fields = list(DUMP_FIELDS) + (["ref_log_prob"] if "ref_log_prob" in (batch.fields or []) else [])
-    data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
-    rows = {name: _unbind(data[name]) for name in fields if name != "uid"}
-    rows["uid"] = [str(u) for u in data["uid"]]
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, f"update_step_{step}.pt")
-    torch.save({"step": step, "keys": list(batch.keys), "tags": [dict(t) for t in batch.tags], "rows": rows}, path)
-    return path
-
-
-def _unbind(values) -> list[torch.Tensor]:
-    return [v.clone() for v in values.unbind(0)]
-
-
-def save_dypo_state(folder: str, sampler: TeacherSampler, draws: Counter) -> None:
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, STATE_FILE), "w") as f:
-        json.dump({"teacher_sampler": sampler.state_dict(), "teacher_draws": dict(draws)}, f)
-
-
-def load_dypo_state(folder: str, sampler: TeacherSampler, draws: Counter) -> bool:
-    path = os.path.join(folder, STATE_FILE)
-    if not os.path.exists(path):
-        return False
-    with open(path) as f:
-        state = json.load(f)
-    sampler.load_state_dict(state["teacher_sampler"])
-    draws.clear()
-    draws.update(state.get("teacher_draws", {}))
-    return True

@@ -95,4 +95,3 @@ class GuardedServerAdapter(vllm_rollout.ServerAdapter):
 
 # update_weights builds its sender from this module-level name (vllm_rollout.py:235).
 vllm_rollout.BucketedWeightSender = WatchfulWeightSender
-

@@ -51,7 +51,7 @@ case "$MODEL" in
   tiny)
     TINY_DIR="${TINY_DIR:-$REPO_ROOT/outputs/tiny}"
     if ! is_dry_run || [[ -d "$TINY_DIR/model" ]]; then
-      (cd "$REPO_ROOT" && "$PYTHON" -m recipe_dypo.cpu.assets --out "$TINY_DIR" >/dev/null)
+      (cd "$REPO_ROOT" && "$PYTHON" -m recipe_dypo.toy.assets --out "$TINY_DIR" >/dev/null)
     fi
     MODEL_PATH="${MODEL_PATH:-$TINY_DIR/model}"; NNODES="${NNODES:-1}"; ROLLOUT_TP=1
     TRAIN_FILE="${TRAIN_FILE:-$TINY_DIR/train.parquet}"; VAL_FILE="${VAL_FILE:-$TINY_DIR/test.parquet}"

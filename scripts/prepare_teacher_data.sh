@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the training and SFT data of one teacher setting (README "Preparing data"): DeepSeek-R1 (LUFFY's traces)
+# Build the training and SFT data of one teacher setting (docs/data.md "Preparing data"): DeepSeek-R1 (LUFFY's traces)
 # plus a second teacher chosen by TEACHER_SIZE (Table 3's teacher strengths; data_prep/teacher_sizes.py):
 #   235b: Qwen3-235B-A22B (the paper's second teacher, the default)  -> data/train_2t.parquet,     data/sft_2t.parquet
 #   32b:  Qwen3-32B (our reading of "32B")                           -> data/train_2t_32b.parquet, data/sft_2t_32b.parquet

@@ -55,8 +55,8 @@ def actor_config(dypo_config):
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """The tiny Qwen2 and the toy addition data (``python -m recipe_dypo.cpu.assets``), built once per module."""
-    from recipe_dypo.cpu.assets import build_tiny_assets
+    """The tiny Qwen2 and the toy addition data (``python -m recipe_dypo.toy.assets``), built once per module."""
+    from recipe_dypo.toy.assets import build_tiny_assets
 
     out = tmp_path_factory.mktemp("tiny")
     build_tiny_assets(out)

@@ -141,13 +141,13 @@ def applied_gradient_error(
     import torch
     from transformers import AutoModelForCausalLM
 
-    from recipe_dypo.losses import ROLE_PAD, dypo_objective
-    from recipe_dypo.step import row_roles
+    from recipe_dypo.grading import Role, roles_from_tags
+    from recipe_dypo.losses import dypo_objective
 
     dump = run.update_batch(step)
     rows = dump["rows"]
-    roles = row_roles(dump["tags"])
-    keep = [i for i, role in enumerate(roles) if role != ROLE_PAD]
+    roles = roles_from_tags(dump["tags"])
+    keep = [i for i, role in enumerate(roles) if role != Role.PAD]
     # The reference runs in float64: in float32 its own round-off reaches 1e-5 of the gradient where success and
     # failure rows cancel (reference-free GAL), which would hide what is being measured, the workers' error.
     before = AutoModelForCausalLM.from_pretrained(model_before, dtype=torch.float32)

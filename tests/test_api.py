@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from recipe_dypo.gating import grade_groups
+from recipe_dypo.grading import grade_groups
 from recipe_dypo.losses import gal_loss, gal_statistics, grpo_advantages, mixing_weights
 from recipe_dypo.teachers import Teacher, TeacherSampler, extract_teachers
 

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from recipe_dypo.config import DypoConfig
-from recipe_dypo.step import plan_regroup, teachers_of
+from recipe_dypo.grading import plan_regroup
+from recipe_dypo.teachers import teachers_of
 
 REPO = Path(__file__).resolve().parents[1]
 SCORES = [1, 1, 0, 0, 0, 0, 1, 0]  # groups: easy (a), hard (b), mid (c), two rollouts each
@@ -86,8 +87,7 @@ def test_a_teacher_name_accepted_at_start_up_is_one_the_draw_selects():
     same way. Before they shared a parser, a LUFFY target_lst teacher was counted as 'target_lst[0]' and drawn as
     'target_lst0': dypo.teacher_names=[target_lst0] was refused at start-up, and [target_lst[0]] was accepted and
     then drew no teacher for any prompt. Repeated and empty teachers are not selectable, so not counted either."""
-    from recipe_dypo.data_schema import teacher_name_counts
-    from recipe_dypo.trainer import check_teacher_names
+    from recipe_dypo.data_schema import check_teacher_names, teacher_name_counts
 
     rows = [
         {
@@ -168,7 +168,7 @@ def test_sft_rows_are_tokenised_like_dypo_teacher_rows(toy_train, tmp_path):
     from verl.utils.import_utils import load_extern_object
 
     from data_prep.make_sft_data import main
-    from recipe_dypo.step import teacher_response_ids
+    from recipe_dypo.teachers import teacher_response_ids
     from recipe_dypo.tokenizer_files import load_qwen_tokenizer
 
     assert main(["--input", str(toy_train), "--output", str(tmp_path / "sft.parquet")]) == 0

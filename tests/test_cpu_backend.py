@@ -1,7 +1,6 @@
 """The CPU backend's pieces on their own: the patches are inert unless the CPU platform is selected, and the hf
 rollout samples what verl's rollout config asks for, reproducibly, with the log-probs the actor recomputes."""
 
-
 import pytest
 import torch
 

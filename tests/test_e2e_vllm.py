@@ -45,7 +45,14 @@ def dypo_run(tiny, workdir):
     data = write_graded_data(workdir / "dypo.parquet", SCHEDULE)
     out = workdir / "dypo"
     return vllm_launch(
-        DYPO, out, tiny, data, 2, *exact_sgd(LR), "trainer.test_freq=2", f"dypo.debug_dump_dir={out / 'dump'}",
+        DYPO,
+        out,
+        tiny,
+        data,
+        2,
+        *exact_sgd(LR),
+        "trainer.test_freq=2",
+        f"dypo.debug_dump_dir={out / 'dump'}",
         ENGINE="fsdp2",
     ).check()
 
@@ -88,7 +95,12 @@ def frozen_grpo_run(tiny, workdir):
     (which replaces vLLM's dummy weights) every sync is skipped, so step 2 samples from the step-1 weights."""
     data = write_graded_data(workdir / "grpo.parquet", ["mid", "mid", "easy", "hard"] * 2)
     return vllm_launch(
-        "run_grpo.sh", workdir / "grpo_frozen", tiny, data, 2, "actor_rollout_ref.actor.optim.lr=1e-2",
+        "run_grpo.sh",
+        workdir / "grpo_frozen",
+        tiny,
+        data,
+        2,
+        "actor_rollout_ref.actor.optim.lr=1e-2",
         DYPO_TEST_FREEZE_ROLLOUT_AFTER_SYNCS=1,
     ).check()
 
@@ -177,9 +189,11 @@ def test_bf16_mixed_precision_gradient_is_eq4_to_bf16_round_off(dypo_run, resume
     after = run.out / "ckpt" / f"global_step_{step}" / "actor" / "huggingface"
     error = lambda **kw: applied_gradient_error(run, before, after, LR, step, **{**PAPER_WEIGHTS, **kw})  # noqa: E731
     exact, in_bf16, wrong = error(), error(compute_dtype=torch.bfloat16), error(gamma=2.0)
-    print(f"bf16 gradient rel_err: vs float64 {exact['rel_err']:.2e}, vs local bf16 {in_bf16['rel_err']:.2e}, "
-          f"vs gamma=2 {wrong['rel_err']:.2e}; rollout_probs_diff_max "
-          f"{run.metrics[step]['training/rollout_probs_diff_max']:.2e}")
+    print(
+        f"bf16 gradient rel_err: vs float64 {exact['rel_err']:.2e}, vs local bf16 {in_bf16['rel_err']:.2e}, "
+        f"vs gamma=2 {wrong['rel_err']:.2e}; rollout_probs_diff_max "
+        f"{run.metrics[step]['training/rollout_probs_diff_max']:.2e}"
+    )
     assert exact["rel_err"] < BF16_TOL and in_bf16["rel_err"] < BF16_TOL, (exact, in_bf16)
     assert wrong["rel_err"] > BF16_TOL, wrong
     assert run.metrics[step]["actor/grad_norm"] == pytest.approx(exact["grad_norm"], rel=0.05)

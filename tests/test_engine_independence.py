@@ -44,11 +44,13 @@ from verl.utils.seqlen_balancing import calculate_workload, get_seqlen_balanced_
 from verl.workers.engine.utils import prepare_micro_batches
 from verl.workers.utils.losses import ppo_loss
 
-from recipe_dypo import core_algos  # noqa: F401  (registers the dypo estimator and policy loss)
+from recipe_dypo import coefficients as dypo_coefficients
 from recipe_dypo import trainer as dypo_trainer
-from recipe_dypo.actor_loss import COEF_FIELDS, KL_COEF_KEY, SHAPING_GAMMA_KEY, TOTAL_ROWS_KEY, dypo_actor_loss
+from recipe_dypo.actor_loss import dypo_actor_loss
+from recipe_dypo.coefficients import COEF_FIELDS, RowCoefficients, StepSettings
 from recipe_dypo.config import check_verl_config, compose_config
-from recipe_dypo.losses import ROLE_MID, ROLE_PAD
+from recipe_dypo.grading import Role
+from recipe_dypo.losses import grpo_advantages
 from tests.test_exactness import advantages_via_verl, make_batch
 
 K = 4  # rollouts per prompt
@@ -100,7 +102,7 @@ WEIGHTS_ONE_ZERO = ("dypo.grpo_weight=1.0", "dypo.gal_weight=0.0")
 def test_both_sides_clip_alike():
     dypo_cfg, _, _ = dypo_setup(1, ALPHA_ONE)
     verl_cfg, _ = verl_setup(1)
-    assert dypo_cfg.policy_loss.loss_mode == "dypo"
+    assert dypo_cfg.policy_loss.loss_mode == verl_cfg.policy_loss.loss_mode == "vanilla"
     for name in ("clip_ratio", "clip_ratio_low", "clip_ratio_high", "clip_ratio_c", "entropy_coeff"):
         assert getattr(dypo_cfg, name) == getattr(verl_cfg, name), name
     assert verl_cfg.clip_ratio_c == 3.0 and verl_cfg.clip_ratio == 0.2
@@ -148,7 +150,7 @@ def trainer_coefficients(rows, dypo, monkeypatch):
     returned them to the trainer, float32 TensorDict the trainer put into TransferQueue, trainer metrics).
     """
     keys = [f"{r['uid']}_{i}_0" for i, r in enumerate(rows)]
-    tags = [{"is_padding": True} if r["role"] == ROLE_PAD else {} for r in rows]
+    tags = [{"is_padding": True} if r["role"] == Role.PAD else {} for r in rows]
     rewards = []
     for r in rows:
         reward = torch.zeros(len(r["response"]))
@@ -157,7 +159,7 @@ def trainer_coefficients(rows, dypo, monkeypatch):
     store = {
         "uid": [r["uid"] for r in rows],
         "rm_scores": nested(rewards),
-        "response_mask": nested([torch.full((len(r["response"]),), int(r["role"] != ROLE_PAD)) for r in rows]),
+        "response_mask": nested([torch.full((len(r["response"]),), int(r["role"] != Role.PAD)) for r in rows]),
         "old_log_probs": nested([r["old_log_prob"] for r in rows]),
         "ref_log_prob": nested([r["ref_log_prob"] for r in rows]),
     }
@@ -171,7 +173,7 @@ def trainer_coefficients(rows, dypo, monkeypatch):
         seen["put"] = fields
         return "batch-meta"
 
-    real_step_coefficients = dypo_trainer.step_coefficients
+    real_step_coefficients = dypo_coefficients.step_coefficients
 
     def spy(*args, **kwargs):
         out = real_step_coefficients(*args, **kwargs)
@@ -182,7 +184,7 @@ def trainer_coefficients(rows, dypo, monkeypatch):
     metrics = {}
     with monkeypatch.context() as m:
         m.setattr(dypo_trainer, "tq", SimpleNamespace(kv_batch_get=kv_batch_get, kv_batch_put=kv_batch_put))
-        m.setattr(dypo_trainer, "step_coefficients", spy)
+        m.setattr(dypo_coefficients, "step_coefficients", spy)
         trainer = SimpleNamespace(dypo=dypo, global_steps=1)
         assert dypo_trainer.DypoTrainer._write_coefficients(trainer, keys, tags, "train", metrics) == "batch-meta"
     return seen["coefs"], seen["put"], metrics
@@ -195,7 +197,7 @@ def global_batch(rows, advantages, coefs: dict):
             "input_ids": nested([torch.cat([r["prompt"], r["response"]]) for r in rows]),
             "prompts": nested([r["prompt"] for r in rows]),
             "responses": nested([r["response"] for r in rows]),
-            "response_mask": nested([torch.full((len(r["response"]),), int(r["role"] != ROLE_PAD)) for r in rows]),
+            "response_mask": nested([torch.full((len(r["response"]),), int(r["role"] != Role.PAD)) for r in rows]),
             "old_log_probs": nested([r["old_log_prob"] for r in rows]),
             "ref_log_prob": nested([r["ref_log_prob"] for r in rows]),
             "advantages": nested(advantages),
@@ -260,13 +262,9 @@ def run_engine(loss_fn, config, td, leaves, dp: int, global_batch_size: int, ext
 def run_both(rows, coefs, dypo_cfg, verl_cfg, gbs, dp, dypo_adv=None, verl_adv=None, total_rows=None):
     leaves = [r["full_log_prob"].clone().requires_grad_(True) for r in rows]
     max_tokens = int(1.3 * max(len(r["prompt"]) + len(r["response"]) for r in rows))  # 1-3 rows per micro-batch
-    dypo_adv = verl_advantages(rows, "dypo") if dypo_adv is None else dypo_adv
+    dypo_adv = verl_advantages(rows, "grpo") if dypo_adv is None else dypo_adv
     verl_adv = verl_advantages(rows, "grpo") if verl_adv is None else verl_adv
-    dypo_extra = {
-        TOTAL_ROWS_KEY: len(rows) if total_rows is None else total_rows,
-        SHAPING_GAMMA_KEY: 0.1,
-        KL_COEF_KEY: 0.0,
-    }
+    dypo_extra = StepSettings(total_rows=len(rows) if total_rows is None else total_rows).as_dict()
     got = run_engine(
         dypo_actor_loss, dypo_cfg, global_batch(rows, dypo_adv, coefs), leaves, dp, gbs, dypo_extra, max_tokens
     )
@@ -290,7 +288,7 @@ def rel_diffs(got, want):
 
 
 def coef_dict(coefs):
-    return {name: getattr(coefs, name.split("_")[1]) for name in COEF_FIELDS}
+    return {name: getattr(coefs, attr) for attr, name in RowCoefficients.FIELDS.items()}
 
 
 # ---------------------------------------------------------------------------------------------- tests
@@ -299,7 +297,7 @@ def test_the_batch_exercises_clipping_and_the_grpo_limit(monkeypatch):
     _, dypo, _ = dypo_setup(1, ALPHA_ONE)
     coefs, stored, metrics = trainer_coefficients(rows, dypo, monkeypatch)
     lengths = [len(r["response"]) for r in rows]
-    assert len(set(lengths)) >= 4 and all(r["role"] == ROLE_MID for r in rows)
+    assert len(set(lengths)) >= 4 and all(r["role"] == Role.RL for r in rows)
     assert metrics["dypo/trained_prompts"] == N_PROMPTS and metrics["dypo/offline_data_ratio"] == 0.0
     assert coefs.num_prompts == N_PROMPTS and bool((coefs.pg > 0).all())
     for name in ("sft", "gal", "offpolicy"):
@@ -310,9 +308,10 @@ def test_the_batch_exercises_clipping_and_the_grpo_limit(monkeypatch):
     assert bool(((a > 0) & (ratio > 1.2)).any()) and bool(((a < 0) & (ratio < 0.8)).any())
     assert bool(((a < 0) & (ratio > 3.0)).any())  # verl's dual clip
     assert bool(((ratio > 0.8) & (ratio < 1.2)).any())  # and unclipped tokens
-    # the DYPO estimator's advantages are verl's GRPO advantages
-    for x, y in zip(verl_advantages(rows, "dypo"), adv):
-        torch.testing.assert_close(x, y, rtol=0, atol=1e-14)
+    # verl's grpo estimator, which DYPO runs, equals the float64 oracle recipe_dypo.losses.grpo_advantages
+    oracle = grpo_advantages([r["score"] for r in rows], [r["uid"] for r in rows])
+    for x, want in zip(adv, oracle):
+        torch.testing.assert_close(x, torch.full_like(x, float(want)), rtol=0, atol=1e-14)
     # the trainer stores its float64 coefficients as float32, nothing else
     for name in COEF_FIELDS:
         assert stored[name].dtype == torch.float32

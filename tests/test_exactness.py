@@ -2,8 +2,8 @@
 the actor loss at theta = theta_old equals the gradient of the full-batch objective (paper eq. 4).
 
 The actor loss runs through verl's real plumbing: the no-padding TensorDict layout, ``no_padding_2_padding``,
-verl's registered policy-loss and advantage-estimator registries, verl's ``compute_advantage`` and the
-ActorConfig composed by hydra from configs/dypo_trainer.yaml.
+verl's ``vanilla`` policy loss and ``grpo`` advantage estimator from their registries, verl's
+``compute_advantage`` and the ActorConfig composed by hydra from configs/dypo_trainer.yaml.
 """
 
 import numpy as np
@@ -11,19 +11,10 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from recipe_dypo import core_algos  # noqa: F401  (registers the dypo estimator and policy loss)
-from recipe_dypo.actor_loss import COEF_FIELDS, dypo_actor_loss
-from recipe_dypo.gating import grade_groups
-from recipe_dypo.losses import (
-    ROLE_MID,
-    ROLE_OFFPOLICY,
-    ROLE_PAD,
-    ROLE_TEACHER,
-    dypo_objective,
-    gal_loss,
-    row_coefficients,
-    shaped_objective,
-)
+from recipe_dypo.actor_loss import dypo_actor_loss
+from recipe_dypo.coefficients import RowCoefficients, StepSettings, row_coefficients
+from recipe_dypo.grading import Role, grade_groups
+from recipe_dypo.losses import dypo_objective, gal_loss, shaped_objective
 
 V = 11  # vocabulary of the bigram toy policy
 SHAPING_GAMMA = 0.07  # not the default 0.1, so the test sees the value travel through the TensorDict
@@ -45,19 +36,19 @@ def make_batch(seed, n_mid_groups=3, k=4, n_teacher=2, n_pad=2, n_mixed_groups=0
         scores = [[1.0] * k, [0.0] * k, [1.0] + [0.0] * (k - 1)][q % 3]
         for i in range(k):
             resp = torch.randint(0, V, (int(torch.randint(1, 7, (1,), generator=g)),), generator=g)
-            rows.append(dict(prompt=prompt, response=resp, score=scores[i], uid=f"x{q}", role=ROLE_MID))
+            rows.append(dict(prompt=prompt, response=resp, score=scores[i], uid=f"x{q}", role=Role.RL))
         resp = torch.randint(0, V, (int(torch.randint(2, 9, (1,), generator=g)),), generator=g)
-        rows.append(dict(prompt=prompt, response=resp, score=1.0, uid=f"x{q}", role=ROLE_OFFPOLICY))
+        rows.append(dict(prompt=prompt, response=resp, score=1.0, uid=f"x{q}", role=Role.OFFPOLICY))
     for q in range(n_mid_groups):
         prompt = torch.randint(0, V, (int(torch.randint(2, 5, (1,), generator=g)),), generator=g)
         scores = [1.0, 0.0] + [float(torch.randint(0, 2, (1,), generator=g)) for _ in range(k - 2)]
         for i in range(k):
             resp = torch.randint(0, V, (int(torch.randint(1, 7, (1,), generator=g)),), generator=g)
-            rows.append(dict(prompt=prompt, response=resp, score=scores[i], uid=f"m{q}", role=ROLE_MID))
+            rows.append(dict(prompt=prompt, response=resp, score=scores[i], uid=f"m{q}", role=Role.RL))
     for t in range(n_teacher):
         prompt = torch.randint(0, V, (3,), generator=g)
         resp = torch.randint(0, V, (int(torch.randint(2, 9, (1,), generator=g)),), generator=g)
-        rows.append(dict(prompt=prompt, response=resp, score=0.0, uid=f"t{t}", role=ROLE_TEACHER))
+        rows.append(dict(prompt=prompt, response=resp, score=0.0, uid=f"t{t}", role=Role.TEACHER))
     for p in range(n_pad):  # verl's synthetic padding rows: one response token, masked out
         rows.append(
             dict(
@@ -65,13 +56,13 @@ def make_batch(seed, n_mid_groups=3, k=4, n_teacher=2, n_pad=2, n_mixed_groups=0
                 response=torch.zeros(1, dtype=torch.long),
                 score=0.0,
                 uid=f"pad{p}",
-                role=ROLE_PAD,
+                role=Role.PAD,
             )
         )
     return rows
 
 
-def advantages_via_verl(rows, estimator: str = "dypo", dtype=torch.float32):
+def advantages_via_verl(rows, estimator: str = "grpo", dtype=torch.float32):
     from verl.protocol import DataProto
     from verl.trainer.ppo.ray_trainer import compute_advantage
 
@@ -79,7 +70,7 @@ def advantages_via_verl(rows, estimator: str = "dypo", dtype=torch.float32):
     mask = torch.zeros(len(rows), width, dtype=dtype)
     rewards = torch.zeros(len(rows), width, dtype=dtype)
     for i, r in enumerate(rows):
-        n = len(r["response"]) if r["role"] != ROLE_PAD else 0
+        n = len(r["response"]) if r["role"] != Role.PAD else 0
         mask[i, :n] = 1
         if n:
             rewards[i, n - 1] = r["score"]
@@ -99,8 +90,8 @@ def micro_batch(rows, idx, theta, old_lp, adv, coefs, dp_size, total_rows, ref_l
 
     seqs = [torch.cat([rows[i]["prompt"], rows[i]["response"]]) for i in idx]
     log_probs = nested([seq_log_probs(theta, s) for s in seqs])
-    resp_mask = [torch.full((len(rows[i]["response"]),), float(rows[i]["role"] != ROLE_PAD)) for i in idx]
-    batch_num_tokens = int(sum(float(len(r["response"])) for r in rows if r["role"] != ROLE_PAD))
+    resp_mask = [torch.full((len(rows[i]["response"]),), float(rows[i]["role"] != Role.PAD)) for i in idx]
+    batch_num_tokens = int(sum(float(len(r["response"])) for r in rows if r["role"] != Role.PAD))
     td = TensorDict(
         {
             "prompts": nested([rows[i]["prompt"] for i in idx]),
@@ -109,21 +100,14 @@ def micro_batch(rows, idx, theta, old_lp, adv, coefs, dp_size, total_rows, ref_l
             "old_log_probs": nested([old_lp[i] for i in idx]),
             "advantages": nested([adv[i] for i in idx]),
             **({"ref_log_prob": nested([ref_lp[i] for i in idx])} if ref_lp is not None else {}),
-            **{name: getattr(coefs, name.split("_")[1])[idx] for name in COEF_FIELDS},
+            **{name: getattr(coefs, attr)[idx] for attr, name in RowCoefficients.FIELDS.items()},
         },
         batch_size=[len(idx)],
     )
     from verl.utils import tensordict_utils as tu
 
-    tu.assign_non_tensor(
-        td,
-        dp_size=dp_size,
-        batch_num_tokens=batch_num_tokens,
-        global_batch_size=len(rows),
-        dypo_total_rows=total_rows,
-        dypo_shaping_gamma=SHAPING_GAMMA,
-        dypo_kl_coef=kl_coef,
-    )
+    tu.assign_non_tensor(td, dp_size=dp_size, batch_num_tokens=batch_num_tokens, global_batch_size=len(rows))
+    tu.assign_non_tensor(td, **StepSettings(total_rows, SHAPING_GAMMA, kl_coef).as_dict())
     return td, {"log_probs": log_probs}
 
 
@@ -216,12 +200,12 @@ def test_sharded_gradient_with_offpolicy_rows_equals_full_batch(actor_config, dp
     theta_old = torch.randn(V, V, dtype=torch.float64)
     ref_theta = theta_old + 0.3 * torch.randn(V, V, dtype=torch.float64)
     rows = make_batch(7, n_mid_groups=2, n_teacher=1, n_mixed_groups=3)
-    assert sum(r["role"] == ROLE_OFFPOLICY for r in rows) == 3
+    assert sum(r["role"] == Role.OFFPOLICY for r in rows) == 3
     want = reference_gradient(rows, theta_old, ref_theta, (1.0, 0.0))
     got = sharded_gradient(rows, theta_old, ref_theta, actor_config, dp_size, 11, (1.0, 0.0))
     torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
     # The off-policy rows matter: without them the gradient differs.
-    plain = [r for r in rows if r["role"] != ROLE_OFFPOLICY]
+    plain = [r for r in rows if r["role"] != Role.OFFPOLICY]
     assert (reference_gradient(plain, theta_old, ref_theta, (1.0, 0.0)) - want).abs().max() > 1e-3
 
 

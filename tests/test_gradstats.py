@@ -132,7 +132,8 @@ def trainer_path(config, tokenizer, rollouts, model, ref_model, monkeypatch):
 
 
 def test_fixed_step_matches_trainer_hooks(local_setup, monkeypatch):
-    from recipe_dypo.actor_loss import COEF_FIELDS, dypo_actor_loss
+    from recipe_dypo.actor_loss import dypo_actor_loss
+    from recipe_dypo.coefficients import COEF_FIELDS
     from recipe_dypo.gradstats import workers
 
     run, train, tokenizer, model, ref_model, _ = local_setup

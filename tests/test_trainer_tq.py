@@ -174,8 +174,8 @@ def test_regroup_drops_easy_replaces_hard_keeps_mid(trainer, tq_env):
 def test_coefficients_written_match_row_coefficients(trainer, tq_env):
     from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
-    from recipe_dypo.actor_loss import COEF_FIELDS
-    from recipe_dypo.losses import ROLE_MID, ROLE_PAD, ROLE_TEACHER, row_coefficients
+    from recipe_dypo.coefficients import COEF_FIELDS, RowCoefficients, row_coefficients
+    from recipe_dypo.grading import Role
 
     tq = tq_env
     batch = make_batch(tq, [("m1", [1, 0, 1, 0], TEACHERS), ("m2", [0, 0, 1, 0], {}), ("h", [0, 0, 0, 0], TEACHERS)])
@@ -196,7 +196,7 @@ def test_coefficients_written_match_row_coefficients(trainer, tq_env):
 
     roles = np.array(
         [
-            ROLE_PAD if t.get("is_padding") else ROLE_TEACHER if t.get("dypo_role") == "teacher" else ROLE_MID
+            Role.PAD if t.get("is_padding") else Role.TEACHER if t.get("dypo_role") == "teacher" else Role.RL
             for t in batch.tags
         ]
     )
@@ -208,17 +208,17 @@ def test_coefficients_written_match_row_coefficients(trainer, tq_env):
         ].unbind()
     ]
     lengths = [len(r) for r in data["responses"].unbind()]
-    mask = torch.tensor([0.0 if r == ROLE_PAD else 1.0 for r in roles])
+    mask = torch.tensor([0.0 if r == Role.PAD else 1.0 for r in roles])
     ratio = torch.stack([(o.double() - r.double()).sum() for o, r in zip(old, ref)]) * mask
     want = row_coefficients(roles, scores, uids, lengths, ratio, 0.5, 0.5, beta=1.0, gamma=1.0)
-    assert (roles == ROLE_TEACHER).sum() == 1 and (roles == ROLE_MID).sum() == 8
-    for name in COEF_FIELDS:
-        torch.testing.assert_close(got[name].double(), getattr(want, name.split("_")[1]), atol=1e-7, rtol=1e-6)
+    assert (roles == Role.TEACHER).sum() == 1 and (roles == Role.RL).sum() == 8
+    for attr, name in RowCoefficients.FIELDS.items():
+        torch.testing.assert_close(got[name].double(), getattr(want, attr), atol=1e-7, rtol=1e-6)
     assert want.num_prompts == 3 and metrics["dypo/trained_prompts"] == 3
     assert metrics["dypo/offline_data_ratio"] == pytest.approx(1 / 9)  # rows: 1 teacher row among 9 trained
     assert metrics["dypo/offline_prompt_ratio"] == pytest.approx(1 / 3)  # prompts: 1 of the 3 trained prompts
     assert 0.0 <= metrics["dypo/gal_pair_acc"] <= 1.0 and metrics["dypo/gal_pairs"] == 4 + 3
-    # advantages come from verl's _compute_advantage with the registered 'dypo' estimator
+    # advantages come from verl's _compute_advantage with its 'grpo' estimator
     adv = [a[0].item() if len(a) else 0.0 for a in got["advantages"].unbind()]
     m1 = [adv[i] for i, u in enumerate(uids) if u == "m1"]
     assert m1[0] > 0 and m1[1] < 0 and sum(m1) == pytest.approx(0, abs=1e-5)
@@ -245,8 +245,7 @@ def test_nan_log_probs_fail_with_step_and_row(trainer, tq_env):
 
 
 def test_all_easy_step_skips_update(trainer, tq_env):
-    from recipe_dypo.losses import ROLE_PAD
-    from recipe_dypo.step import row_roles
+    from recipe_dypo.grading import Role, roles_from_tags
 
     tq = tq_env
     batch = make_batch(tq, [("e1", [1, 1, 1, 1], {}), ("e2", [1, 1, 1, 1], {})])
@@ -255,7 +254,7 @@ def test_all_easy_step_skips_update(trainer, tq_env):
     # one real rollout stays as a zero-weight placeholder (verl's rollout correction refuses all-padding batches)
     real = [t for t in out.tags if not t.get("is_padding")]
     assert len(real) == 1 and real[0]["dypo_role"] == "skipped" and metrics["dypo/easy_ratio"] == 1.0
-    assert row_roles(real).tolist() == [ROLE_PAD] and metrics["dypo/dropped_rollouts"] == 8
+    assert roles_from_tags(real).tolist() == [Role.PAD] and metrics["dypo/dropped_rollouts"] == 8
     assert trainer._skip_update_reason.startswith("nothing to train at step 7")
     called = []
     trainer.actor_rollout_wg.update_actor = lambda b: called.append(b)
@@ -276,8 +275,8 @@ def test_all_hard_step_is_pure_sft(trainer, tq_env):
 
 
 def test_teacher_draws_resume_identically(tmp_path):
+    from recipe_dypo.checkpoint_state import load_dypo_state, save_dypo_state
     from recipe_dypo.teachers import TeacherSampler
-    from recipe_dypo.trainer import load_dypo_state, save_dypo_state
 
     straight = TeacherSampler(seed=5)
     first = [straight.draw(3) for _ in range(10)]
@@ -296,7 +295,7 @@ def test_teacher_tokens_are_prefetched_while_the_rollout_runs(trainer, tq_env):
     from verl.utils import tensordict_utils as tu
     from verl.utils.dataset.rl_dataset import collate_fn
 
-    from recipe_dypo.trainer import prompt_rows
+    from recipe_dypo.teachers import prompt_rows
 
     rows = [
         {
@@ -368,7 +367,7 @@ def test_hpt_switch_keeps_easy_groups_and_replaces_hard_ones(tq_env):
 
 
 def test_luffy_mixing_puts_one_teacher_row_in_every_group(tq_env):
-    from recipe_dypo.actor_loss import COEF_FIELDS
+    from recipe_dypo.coefficients import COEF_FIELDS
 
     tq = tq_env
     t = build_trainer("+preset=luffy_mix", f"actor_rollout_ref.rollout.n={K}")
@@ -401,7 +400,7 @@ def test_luffy_mixing_puts_one_teacher_row_in_every_group(tq_env):
 
 
 def test_teacher_names_select_the_drawn_teacher(tq_env):
-    from recipe_dypo.trainer import check_teacher_names
+    from recipe_dypo.data_schema import check_teacher_names
 
     tq = tq_env
     t = build_trainer("dypo.teacher_names=[verbose]")
@@ -418,15 +417,17 @@ def test_teacher_names_select_the_drawn_teacher(tq_env):
 def test_start_up_checks_read_the_training_file(tq_env, tmp_path):
     """dypo.validate_data: invalid rows and unknown teacher names stop the run before any GPU work."""
     from data_prep.toy_data import main as toy_main
+    from recipe_dypo.config import DypoConfig
+    from recipe_dypo.data_schema import check_train_files
 
     assert toy_main(["--output-dir", str(tmp_path), "--train-size", "6", "--test-size", "1"]) == 0
     train = str(tmp_path / "train.parquet")
-    build_trainer(f"data.train_files={train}", "dypo.teacher_names=[verbose]")._validate_train_files()  # passes
+    assert check_train_files(train, DypoConfig(teacher_names=["verbose"])) == {train: {"verbose": 6}}
     with pytest.raises(ValueError, match=r"\['verbos'\] not found in .*train.parquet; teachers there: .*'verbose': 6"):
-        build_trainer(f"data.train_files={train}", "dypo.teacher_names=[verbos]")._validate_train_files()
+        check_train_files([train], DypoConfig(teacher_names=["verbos"]))
     bad = tmp_path / "bad.parquet"
     df = pd.read_parquet(train)
     df.loc[2, "data_source"] = None
     df.to_parquet(bad)
     with pytest.raises(ValueError, match=r"(?s)bad.parquet: 1 invalid row\(s\).*row 2 \[data_source\]: missing"):
-        build_trainer(f"data.train_files={bad}")._validate_train_files()
+        check_train_files(str(bad), DypoConfig())

@@ -23,7 +23,6 @@ print("PROBE", json.dumps({
 """
 
 
-
 def test_vllm_patches_are_inert_without_the_cpu_platform():
     state = probe(PROBE)
     assert state == {"applied": [], "vllm_version": None, "dispatch_patched": False}

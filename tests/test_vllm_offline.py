@@ -280,4 +280,3 @@ def test_eval_vllm_backend_matches_hf_under_greedy_decoding(tiny, sft_model, tmp
     assert bench["num_prompts"] == 100 and bench["n"] == 2 and bench["complete"]
     assert 0 < bench["score"] < 100 and 0 < s["num_truncated"] < 200  # the comparison covers both outcomes
     assert bench["pass@k"]["1"] == bench["pass@k"]["2"]
-

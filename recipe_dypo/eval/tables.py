@@ -339,7 +339,7 @@ def render_markdown(table: PaperTable, runs: Sequence[MeasuredRun] = (), pass_at
 
 
 def published_markdown(table: PaperTable) -> str:
-    """The published rows alone, in the paper's layout (README "Reproducing the paper" shows these). Table 5's
+    """The published rows alone, in the paper's layout (docs/reproduce.md shows these). Table 5's
     rows are named by their α and β_GAL columns, as in the paper."""
     display = table.display_columns()
     params = [PARAM_HEADINGS.get(p, p) for p in table.params]

@@ -8,8 +8,8 @@ to the loss, in the order of verl's ``PPOTrainer._step_once`` with the DYPO hook
     rollout (n per prompt) -> reward (recipe_dypo.reward.compute_score)
     -> regroup: plan_step, then build_teacher_rows for hard groups
     -> old / ref log-probs (forward passes)
-    -> advantages: verl's compute_advantage with the registered ``dypo`` estimator
-    -> step_coefficients -> dypo_actor_loss (its gradient: :func:`workers.accumulate_loss_gradient`)
+    -> advantages: verl's compute_advantage with the configured estimator (``grpo``)
+    -> coefficients_of_batch -> dypo_actor_loss (its gradient: :func:`workers.accumulate_loss_gradient`)
 
 Every arrow except generation and the forward passes is a function the verl trainer calls too
 (tests/test_gradstats.py checks the result against the DypoTrainer hooks on the same rollouts).
@@ -26,20 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recipe_dypo import core_algos  # noqa: F401  (registers the dypo estimator and policy loss with verl)
-from recipe_dypo.actor_loss import COEF_FIELDS
+from recipe_dypo.coefficients import coefficients_of_batch
 from recipe_dypo.config import DypoConfig
+from recipe_dypo.grading import plan_step, roles_from_tags
 from recipe_dypo.gradstats import workers
-from recipe_dypo.losses import ROLE_MID
 from recipe_dypo.reward import compute_score
-from recipe_dypo.step import (
-    build_teacher_rows,
-    plan_step,
-    row_roles,
-    step_coefficients,
-    teacher_response_ids,
-)
-from recipe_dypo.teachers import TeacherSampler
+from recipe_dypo.teachers import TeacherSampler, build_teacher_rows, teacher_response_ids
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -152,7 +144,7 @@ class FixedPolicyStep:
             row["advantages"] = a
 
     def coefficients(self, batch: StepBatch) -> tuple[dict[str, torch.Tensor], dict]:
-        """Per-row DYPO coefficients from theta_old statistics (:func:`recipe_dypo.step.step_coefficients`)."""
+        """Per-row DYPO coefficients from theta_old statistics (:mod:`recipe_dypo.coefficients`)."""
         cfg = dataclasses.replace(self.dypo, alpha=1.0, grpo_weight=None, gal_weight=None)
         cfg = cfg if self.run.algo == "grpo" else self.dypo
         coefs, metrics = coefficients_for_rows(batch.rows, batch.tags, cfg)
@@ -201,18 +193,12 @@ def verl_advantages(rows: list[dict], estimator: str, algorithm_config) -> list[
 
 
 def coefficients_for_rows(rows: list[dict], tags: list[dict], cfg: DypoConfig):
-    """``step_coefficients`` on in-memory rows; returns ({coef field: (N,) float32}, metrics)."""
-    roles = row_roles(tags)
-    old = [r["old_log_probs"].double() for r in rows]
-    ref = [r["ref_log_prob"].double() for r in rows] if cfg.gal_reference else None
-    coefs, metrics = step_coefficients(
-        roles,
-        np.array([float(r["rm_scores"].sum()) for r in rows]),
-        np.array([r["uid"] for r in rows], dtype=object),
-        np.array([int(r["response_mask"].sum()) for r in rows]),
-        torch.stack([o.sum() for o in old]),
-        torch.stack([x.sum() for x in ref]) if ref is not None else None,
-        cfg,
-    )
-    metrics["dypo/rl_rows"] = float((roles == ROLE_MID).sum())  # on-policy RL rows (mid, or kept easy/hard)
-    return {name: getattr(coefs, name.split("_")[1]).float() for name in COEF_FIELDS}, metrics
+    """:func:`coefficients_of_batch` on in-memory rows; returns ({coef field: (N,) float32}, metrics)."""
+
+    def jagged(name):
+        return torch.nested.as_nested_tensor([r[name].double() for r in rows], layout=torch.jagged)
+
+    fields = ["rm_scores", "response_mask", "old_log_probs"] + (["ref_log_prob"] if cfg.gal_reference else [])
+    data = {"uid": [r["uid"] for r in rows], **{name: jagged(name) for name in fields}}
+    coefs, metrics = coefficients_of_batch(data, roles_from_tags(tags), cfg, step=0)
+    return coefs.fields(), metrics

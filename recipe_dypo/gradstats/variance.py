@@ -6,7 +6,7 @@ gradient of that prompt's mid-prompt DYPO loss at theta = theta_old,
 
     g_alpha(q, d) = grad [ alpha * L_GRPO(q) + (1 - alpha) * L_GAL(q) ]     (alpha = 1: plain GRPO),
 
-through the training path (regroup -> verl advantages -> step_coefficients -> dypo_actor_loss). A draw whose
+through the training path (regroup -> verl advantages -> coefficients -> dypo_actor_loss). A draw whose
 group is not mixed gives g = 0 for every alpha (GRPO's advantages vanish and GAL has no pair). All alphas see the
 same draws. Per prompt and alpha:
 

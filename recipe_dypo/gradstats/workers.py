@@ -2,7 +2,7 @@
 
 Trajectories are dicts with verl's per-trajectory field names (``prompts``, ``responses``, ``response_mask``,
 ``input_ids``, ``attention_mask``, ``position_ids``, ``rm_scores``, ``uid``, ``extra_info``), so the shared DYPO
-step functions (:func:`recipe_dypo.step.teacher_row` etc.) take them unchanged. Micro-batches handed to the
+step functions (:func:`recipe_dypo.teachers.teacher_row` etc.) take them unchanged. Micro-batches handed to the
 actor loss use verl's no-padding TensorDict layout (nested tensors, see :func:`micro_batch`).
 """
 
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from tensordict import TensorDict
 
-from recipe_dypo.actor_loss import COEF_FIELDS, TOTAL_ROWS_KEY
+from recipe_dypo.coefficients import COEF_FIELDS, StepSettings
 
 
 def encode_prompts(tokenizer, rows: list[dict]) -> list[torch.Tensor]:
@@ -160,8 +160,8 @@ def _nested(tensors):
 def micro_batch(rows: list[dict], idx: list[int], coefs: dict[str, torch.Tensor], total_rows: int) -> TensorDict:
     """Rows ``idx`` as the no-padding TensorDict verl's engine hands to the actor loss (dp_size = 1).
 
-    Each row needs ``old_log_probs`` and ``advantages`` (R,) tensors; ``coefs`` maps the three ``dypo_*_coef``
-    field names to (N,) tensors over all rows.
+    Each row needs ``old_log_probs`` and ``advantages`` (R,) tensors; ``coefs`` maps the coefficient field names
+    (:class:`recipe_dypo.coefficients.RowCoefficients`) to (N,) tensors over all rows.
     """
     from verl.utils import tensordict_utils as tu
 
@@ -178,7 +178,7 @@ def micro_batch(rows: list[dict], idx: list[int], coefs: dict[str, torch.Tensor]
     )
     batch_tokens = int(sum(int(r["response_mask"].sum()) for r in rows))
     tu.assign_non_tensor(td, dp_size=1, batch_num_tokens=batch_tokens, global_batch_size=len(rows))
-    tu.assign_non_tensor(td, **{TOTAL_ROWS_KEY: total_rows})
+    tu.assign_non_tensor(td, **StepSettings(total_rows=total_rows).as_dict())
     return td
 
 
@@ -187,7 +187,7 @@ def accumulate_loss_gradient(model, rows, coefs, loss_fn, actor_config, micro_ba
 
     Args:
         loss_fn: :func:`recipe_dypo.actor_loss.dypo_actor_loss` (verl's loss-function signature).
-        coefs: ``{"dypo_pg_coef": (N,), "dypo_sft_coef": (N,), "dypo_gal_coef": (N,)}``.
+        coefs: ``{coefficient field name: (N,)}`` (:meth:`RowCoefficients.fields`).
 
     Returns:
         the summed loss and its PG / SFT / linearised-GAL parts.

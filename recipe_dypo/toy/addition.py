@@ -44,7 +44,7 @@ def split_pairs(seed: int = 0, heldout: int = HELDOUT_PAIRS) -> tuple[list[tuple
 
 
 def addition_row(a: int, b: int, split: str, index: int, teachers=TEACHER_STYLES) -> dict:
-    """One dataset row in the DYPO verl schema (README "Data schema")."""
+    """One dataset row in the DYPO verl schema (docs/data.md "Data schema")."""
     prompt = [{"role": "user", "content": f"{a}+{b}"}]
     return {
         "data_source": TOY_DATA_SOURCE,

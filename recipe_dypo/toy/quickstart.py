@@ -165,7 +165,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     out = Path(args.out).resolve()
     tiny_dir = Path(args.tiny_dir).resolve() if args.tiny_dir else out / "tiny"
-    from recipe_dypo.cpu.assets import build_tiny_assets
+    from recipe_dypo.toy.assets import build_tiny_assets
 
     manifest = build_tiny_assets(tiny_dir)
     print(

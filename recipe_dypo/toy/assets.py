@@ -1,6 +1,6 @@
 """Build the tiny model and toy data that ``MODEL=tiny`` trains on (the CPU backend's quickstart and test setup).
 
-    python -m recipe_dypo.cpu.assets --out outputs/tiny        # writes model/, train.parquet, test.parquet
+    python -m recipe_dypo.toy.assets --out outputs/tiny        # writes model/, train.parquet, test.parquet
 
 The model is a randomly initialised Qwen2 (hidden 192, 2 layers; recipe_dypo/toy/model.py) with the character-level
 tokenizer of recipe_dypo/toy/tokenizer.py; the data are the single-digit additions of recipe_dypo/toy/addition.py:
