@@ -1,7 +1,7 @@
 """A CPU backend for verl 0.9.1's real trainer: for tests, CI and learning how DYPO runs inside verl.
 
 Not for training real models. It runs verl's own loop (Ray, TransferQueue, engine workers on gloo, the agent-loop
-rollout, weight sync, checkpoints) on a CPU-only machine by supplying the three things verl 0.9.1 lacks there:
+rollout, weight sync, checkpoints) on a CPU-only machine by supplying what verl 0.9.1 lacks there:
 
 * a ``cpu`` platform (:mod:`recipe_dypo.cpu.platform`): verl registers NVIDIA, Ascend and AMD only;
 * a rollout server that runs a Hugging Face model with a plain sampling loop, selected with

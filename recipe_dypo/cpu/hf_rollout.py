@@ -54,16 +54,18 @@ def request_seed(base_seed: int, weight_version, prompt_ids, occurrence: int, re
 
 
 def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
-    """Keep the top-k tokens and the smallest set whose probability reaches top_p; others get -inf. (V,)"""
-    if 0 < top_k < logits.numel():
-        kth = torch.topk(logits, top_k).values[-1]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
+    """Keep the top-k tokens and the smallest set whose probability reaches top_p; others get -inf. (V,)
+
+    transformers' own warpers (what ``generate`` applies), so the hf server samples as transformers does.
+    """
+    from transformers.generation.logits_process import LogitsProcessorList, TopKLogitsWarper, TopPLogitsWarper
+
+    warpers = LogitsProcessorList()
+    if top_k > 0:
+        warpers.append(TopKLogitsWarper(top_k))
     if top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True)
-        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
-        drop = cumulative - torch.softmax(sorted_logits, dim=-1) >= top_p  # mass before this token already enough
-        logits = logits.masked_fill(torch.zeros_like(drop).scatter(0, order, drop), float("-inf"))
-    return logits
+        warpers.append(TopPLogitsWarper(top_p))
+    return warpers(None, logits[None])[0] if warpers else logits
 
 
 @torch.no_grad()
