@@ -34,6 +34,7 @@ class DypoConfig:
     shaping_gamma: float = 0.1
     kl_coef: float = 0.0
     debug_dump_dir: str | None = None
+    resume_without_state: bool = False
 
     @property
     def term_weights(self) -> tuple[float, float]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
@@ -37,7 +38,7 @@ from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 # A module import, not a name: `import verl` inside actor_loss loads this module through the verl.plugins
 # entry point while actor_loss is still initialising.
 from recipe_dypo import actor_loss
-from recipe_dypo.checkpoint_state import STATE_FILE, load_dypo_state, resumed_folder, save_dypo_state
+from recipe_dypo.checkpoint_state import apply_dypo_state, read_dypo_state, resumed_folder, save_dypo_state
 from recipe_dypo.coefficients import StepSettings, coefficients_of_batch, nested_row_sums
 from recipe_dypo.config import check_verl_config
 from recipe_dypo.data_schema import check_train_files
@@ -57,6 +58,15 @@ logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
 
 ROLLOUT_MISMATCH_PREFIX = "training/rollout_"  # verl's rollout-vs-actor log-prob metrics (calculate_debug_metrics)
 TEACHER_CACHE_SIZE = 65536  # tokenised teacher responses kept between steps
+KILL_AT_ENV = "DYPO_TEST_KILL_AT"  # test only: "<rollout|update|save>:<step>" (tests/test_e2e_cpu.py)
+
+
+def kill_point(phase: str, step: int) -> None:
+    """Fault injection for the crash tests: SIGKILL this process (no clean-up) at a named point of a step."""
+    if os.environ.get(KILL_AT_ENV) == f"{phase}:{step}":
+        logger.warning("%s=%s: killing the trainer process now", KILL_AT_ENV, os.environ[KILL_AT_ENV])
+        logging.shutdown()
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @register_trainer("dypo")
@@ -106,7 +116,9 @@ class DypoTrainer(PPOTrainerSync):
         # of a DYPO step (about 1 s for 160 hard prompts x 4k-token teachers), and the rollout takes minutes.
         texts = batch_teacher_texts(batch, self.dypo)
         self._pending_tokens = self._tokenizer_pool.submit(self._teacher_tokens, texts)
-        return super()._submit_batch_to_rollout(batch)
+        submitted = super()._submit_batch_to_rollout(batch)
+        kill_point("rollout", self.global_steps)  # the rollout workers are generating
+        return submitted
 
     def _wait_for_prefetch(self) -> None:
         pending, self._pending_tokens = self._pending_tokens, None
@@ -250,20 +262,23 @@ class DypoTrainer(PPOTrainerSync):
         if self.dypo.debug_dump_dir:
             dump_update_batch(self.dypo.debug_dump_dir, self.global_steps, batch)
         StepSettings(len(batch), self.dypo.shaping_gamma, self.dypo.kl_coef).write(batch.extra_info)
-        return super()._update_actor(batch, metrics)
+        batch = super()._update_actor(batch, metrics)
+        kill_point("update", self.global_steps)  # the workers hold the updated weights, nothing is saved
+        return batch
 
     # ------------------------------------------------------------------ resume
     def _save_checkpoint(self):
-        super()._save_checkpoint()
+        # Before verl's save: verl ends it by marking the checkpoint complete, so a crash at any point leaves a
+        # complete checkpoint whose DYPO state is there (recipe_dypo/checkpoint_state.py).
         folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
-        save_dypo_state(folder, self.teacher_sampler, self.teacher_draws)
+        save_dypo_state(folder, self.global_steps, self.teacher_sampler, self.teacher_draws)
+        kill_point("save", self.global_steps)  # the new DYPO state is written, verl's checkpoint is not
+        super()._save_checkpoint()
 
     def _load_checkpoint(self):
-        super()._load_checkpoint()
-        if self.global_steps == 0:
-            return
         folder = resumed_folder(self.config.trainer)
-        if folder is None or not load_dypo_state(folder, self.teacher_sampler, self.teacher_draws):
-            logger.warning(
-                "resumed at step %s without %s: teacher draws restart from seed", self.global_steps, STATE_FILE
-            )
+        # Checked before verl loads the weights: a checkpoint without its DYPO state fails in seconds.
+        state = read_dypo_state(folder, self.dypo.resume_without_state) if folder else None
+        super()._load_checkpoint()
+        if state is not None:
+            apply_dypo_state(state, self.teacher_sampler, self.teacher_draws)

@@ -9,6 +9,7 @@ is scripted. Launches take 60-90 s each on 2 cores; the module shares them betwe
 from __future__ import annotations
 
 import pytest
+import torch
 
 from tests.e2e_support import exact_sgd, gpu_micro_batching, gradient_error_at, launch, write_graded_data
 
@@ -19,40 +20,42 @@ PAPER_WEIGHTS = dict(grpo_weight=0.5, gal_weight=0.5, beta=1.0, gamma=1.0)
 # Steps of the main run: 1-2 mixed, 3 every group easy (nothing trains), 4 every group hard (pure SFT).
 # Tokens per micro-batch in the GPU-micro-batching test: a toy row is 20-80 tokens, a rank holds 6-10 rows.
 TOKEN_BUDGET = 128
+# Steps 5-6 mixed again, so that the crash test's kills fall on steps that train.
 MAIN_SCHEDULE = ["easy", "mid", "mid", "hard"] + ["mid", "hard", "mid", "easy"] + ["easy"] * 4 + ["hard"] * 4
+MAIN_SCHEDULE += ["mid", "hard", "easy", "mid"] + ["hard", "mid", "mid", "easy"]
+# SIGKILL points of the crash test (recipe_dypo.trainer.kill_point): during the step-3 rollout, after the step-5
+# update (nothing saved), in the step-6 save (DYPO state written, verl's checkpoint not).
+CRASH_POINTS = ("rollout:3", "update:5", "save:6")
 
 
 @pytest.fixture(scope="module")
 def main_run(tiny, workdir):
-    """DYPO, FSDP2, 1 rank, reference model on: 4 steps, checkpoint at step 2."""
+    """DYPO, FSDP2, 1 rank, reference model on: 6 steps, checkpoints at steps 2, 4 and 6."""
     data = write_graded_data(workdir / "main.parquet", MAIN_SCHEDULE)
     out = workdir / "main"
     return launch(
-        DYPO, out, tiny, data, 4, "trainer.save_freq=2", f"dypo.debug_dump_dir={out / 'dump'}", ENGINE="fsdp2"
+        DYPO, out, tiny, data, 6, "trainer.save_freq=2", f"dypo.debug_dump_dir={out / 'dump'}", ENGINE="fsdp2"
     ).check()
 
 
 @pytest.fixture(scope="module")
-def resumed_run(tiny, workdir, main_run):
-    """The main run resumed from its step-2 checkpoint, steps 3-4."""
-    out = workdir / "resumed"
-    return launch(
-        DYPO,
-        out,
-        tiny,
-        workdir / "main.parquet",
-        4,
-        "trainer.resume_mode=resume_path",
-        f"trainer.resume_from_path={main_run.out / 'ckpt' / 'global_step_2'}",
-        "trainer.save_freq=2",
-        f"dypo.debug_dump_dir={out / 'dump'}",
-        ENGINE="fsdp2",
-    ).check()
+def crashed_runs(tiny, workdir, main_run):
+    """The main run, SIGKILLed (no clean-up) at each of CRASH_POINTS and relaunched with trainer.resume_mode=auto,
+    until a launch finishes: four launches into one output folder, each with its own metrics file."""
+    out = workdir / "crashed"
+    runs = []
+    for i, kill_at in enumerate([*CRASH_POINTS, None]):
+        env = {"ENGINE": "fsdp2", "VERL_FILE_LOGGER_PATH": out / f"metrics_{i}.jsonl"}
+        if kill_at:
+            env["DYPO_TEST_KILL_AT"] = kill_at
+        overrides = ("trainer.resume_mode=auto", "trainer.save_freq=2", f"dypo.debug_dump_dir={out / 'dump'}")
+        runs.append(launch(DYPO, out, tiny, workdir / "main.parquet", 6, *overrides, **env))
+    return runs
 
 
 def test_every_branch_trains_in_the_real_loop(main_run):
     m = main_run.metrics
-    assert sorted(m) == [1, 2, 3, 4]
+    assert sorted(m) == [1, 2, 3, 4, 5, 6]
     grades = [g for step in (1, 2) for g in main_run.regroup(step)["grades"]]
     assert {"easy", "mid", "hard"} <= set(grades), grades
     mixed = [m[1], m[2]]
@@ -91,19 +94,45 @@ def test_teacher_rows_stay_out_of_rollout_correction(main_run):
         assert abs(m[step]["rollout_corr/kl"]) < 1e-6 and m[step]["rollout_corr/log_ppl_abs_diff"] < 1e-5, step
 
 
-def test_resume_continues_data_order_and_teacher_draws(main_run, resumed_run):
-    for step in (3, 4):
-        original, resumed = main_run.regroup(step), resumed_run.regroup(step)
-        assert sorted(resumed["prompt_index"]) == sorted(original["prompt_index"])
-        assert resumed["grades"] == original["grades"] and resumed["scores"] == original["scores"]
-        assert resumed["teacher_of_prompt"] == original["teacher_of_prompt"]
-        assert resumed["teacher_draws"] == original["teacher_draws"]
-    assert sorted(resumed_run.metrics) == [3, 4]
-    draws = {k: v for k, v in main_run.metrics[4].items() if k.startswith("dypo/teacher_draws/")}
-    assert draws and draws == {k: v for k, v in resumed_run.metrics[4].items() if k.startswith("dypo/teacher_draws/")}
-    # Same weights + seeded sampling: the resumed run's step-4 rollouts are the uninterrupted run's.
-    assert resumed_run.metrics[4]["response_length/mean"] == main_run.metrics[4]["response_length/mean"]
-    assert resumed_run.metrics[4]["dypo/sft_loss"] == pytest.approx(main_run.metrics[4]["dypo/sft_loss"], rel=1e-5)
+def test_a_kill_at_any_phase_resumes_into_the_uninterrupted_run(main_run, crashed_runs):
+    *killed, final = crashed_runs
+    for run, point in zip(killed, CRASH_POINTS):
+        assert run.returncode != 0 and f"DYPO_TEST_KILL_AT={point}: killing the trainer process" in run.log, point
+    final.check()
+    # Steps each launch finished (verl logs a step's metrics at its end): every launch resumed from the last
+    # complete checkpoint; the step-6 save that was killed left checkpoint 4 as the latest, so 5 runs again.
+    finished = [sorted(json_steps(final.out / f"metrics_{i}.jsonl")) for i in range(4)]
+    assert finished == [[1, 2], [3, 4], [5], [5, 6]], finished
+    crashed = final  # its dump folder holds the last launch to run each step
+    for step in (3, 4, 5, 6):
+        original, resumed = main_run.regroup(step), crashed.regroup(step)
+        # (rollouts reach the trainer in completion order, which differs between runs)
+        assert graded_rollouts(resumed) == graded_rollouts(original), step
+        assert resumed["teacher_of_prompt"] == original["teacher_of_prompt"], step
+        assert resumed["teacher_draws"] == original["teacher_draws"], step
+    for step in (4, 5, 6):  # step 3 is all easy: no update
+        original, resumed = rows_by_tokens(main_run.update_batch(step)), rows_by_tokens(crashed.update_batch(step))
+        assert resumed.keys() == original.keys(), step  # the same sampled responses and teacher rows
+        for tokens, old_log_probs in original.items():  # computed with the weights the previous steps left
+            torch.testing.assert_close(resumed[tokens], old_log_probs, rtol=0, atol=1e-5)
+
+
+def graded_rollouts(regroup: dict) -> list[tuple]:
+    return sorted(zip(regroup["prompt_index"], regroup["grades"], regroup["scores"]))
+
+
+def json_steps(path) -> dict[int, dict]:
+    import json
+
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {int(r["step"]): r["data"] for r in records}
+
+
+def rows_by_tokens(dump: dict) -> dict[tuple, torch.Tensor]:
+    """{input_ids of a non-padding row: its old log-probs} of an update batch dump."""
+    rows = dump["rows"]
+    keep = [i for i, tag in enumerate(dump["tags"]) if not tag.get("is_padding")]
+    return {tuple(rows["input_ids"][i].tolist()): rows["old_log_probs"][i] for i in keep}
 
 
 def _gradient_check(run, tiny, lr: float, step: int = 1, **objective_kwargs):

@@ -2,7 +2,6 @@
 _compute_advantage. Only the GPU worker group is replaced, by the one attribute _balance_batch reads (dp ranks).
 """
 
-from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -274,20 +273,44 @@ def test_all_hard_step_is_pure_sft(trainer, tq_env):
     tq.kv_clear(keys=out.keys, partition_id="train")
 
 
-def test_teacher_draws_resume_identically(tmp_path):
-    from recipe_dypo.checkpoint_state import load_dypo_state, save_dypo_state
-    from recipe_dypo.teachers import TeacherSampler
+def test_dypo_state_is_written_before_verl_marks_the_checkpoint_complete(trainer, tmp_path, monkeypatch):
+    """verl's save ends by writing latest_checkpointed_iteration.txt; a crash after it must not leave a checkpoint
+    without DYPO state, so the state is on disk (complete, for this step) when verl's save starts."""
+    from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
-    straight = TeacherSampler(seed=5)
-    first = [straight.draw(3) for _ in range(10)]
-    rest = [straight.draw(3) for _ in range(20)]
+    from recipe_dypo.checkpoint_state import STATE_FILE, read_dypo_state
 
-    before = TeacherSampler(seed=5)
-    assert [before.draw(3) for _ in range(10)] == first
-    save_dypo_state(str(tmp_path), before, Counter(concise=4))
-    resumed, draws = TeacherSampler(seed=999), Counter()
-    assert load_dypo_state(str(tmp_path), resumed, draws)
-    assert [resumed.draw(3) for _ in range(20)] == rest and draws == Counter(concise=4)
+    seen = []
+
+    def verl_save(self):
+        folder = tmp_path / "global_step_7"
+        seen.append(read_dypo_state(str(folder)))
+        (tmp_path / "latest_checkpointed_iteration.txt").write_text("7")
+
+    monkeypatch.setattr(PPOTrainerSync, "_save_checkpoint", verl_save)
+    monkeypatch.setitem(trainer.config.trainer, "default_local_dir", str(tmp_path))
+    trainer.teacher_draws.update(concise=3)
+    trainer._save_checkpoint()
+    assert seen and seen[0]["global_step"] == 7 and seen[0]["teacher_draws"] == {"concise": 3}
+    assert sorted(p.name for p in (tmp_path / "global_step_7").iterdir()) == [STATE_FILE]  # no temporary left
+
+
+def test_resume_refuses_a_checkpoint_without_dypo_state_before_loading_weights(trainer, tmp_path, monkeypatch):
+    from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+
+    from recipe_dypo.checkpoint_state import DypoStateError
+
+    loaded = []
+    monkeypatch.setattr(PPOTrainerSync, "_load_checkpoint", lambda self: loaded.append(True))
+    (tmp_path / "global_step_4" / "actor").mkdir(parents=True)
+    monkeypatch.setitem(trainer.config.trainer, "resume_mode", "resume_path")
+    monkeypatch.setitem(trainer.config.trainer, "resume_from_path", str(tmp_path / "global_step_4"))
+    with pytest.raises(DypoStateError, match=r"global_step_4/dypo_state.json: the file is missing.*resume_without"):
+        trainer._load_checkpoint()
+    assert not loaded  # failed before verl loaded any weights
+    monkeypatch.setattr(trainer.dypo, "resume_without_state", True)
+    trainer._load_checkpoint()
+    assert loaded == [True]
 
 
 def test_teacher_tokens_are_prefetched_while_the_rollout_runs(trainer, tq_env):
