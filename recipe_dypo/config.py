@@ -35,6 +35,7 @@ class DypoConfig:
     kl_coef: float = 0.0
     debug_dump_dir: str | None = None
     resume_without_state: bool = False
+    on_bad_row: str = "skip"
 
     @property
     def term_weights(self) -> tuple[float, float]:
@@ -75,6 +76,8 @@ class DypoConfig:
             raise ValueError(f"dypo.shaping_gamma must be > 0, got {out.shaping_gamma}")
         if out.kl_coef < 0:
             raise ValueError(f"dypo.kl_coef must be >= 0, got {out.kl_coef}")
+        if out.on_bad_row not in ("skip", "stop"):
+            raise ValueError(f"dypo.on_bad_row must be skip or stop, got {out.on_bad_row!r}")
         if out.max_teacher_tokens < 1:
             raise ValueError(f"dypo.max_teacher_tokens must be >= 1, got {out.max_teacher_tokens}")
         return out

@@ -31,6 +31,8 @@ class TeacherSFTDataset(MultiTurnSFTDataset):
         )
         prompt = list(prompt["input_ids"] if isinstance(prompt, dict) or hasattr(prompt, "keys") else prompt)
         ((response, _),) = teacher_response_ids(self.tokenizer, [messages[-1]["content"]], max_tokens=1 << 30)
+        if response is None:
+            raise ValueError(f"SFT row {item}: the teacher solution does not tokenise")
         return prompt + response, [0] * len(prompt) + [1] * len(response)
 
     def __getitem__(self, item):

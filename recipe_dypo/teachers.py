@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -133,6 +133,7 @@ class TeacherRows:
     no_teacher: int
     truncated: int
     role: str = TEACHER_TAG  # the rows' dypo_role tag: SFT rows, or group members under LUFFY-style mixing
+    bad: list[str] = field(default_factory=list)  # "row <index>: <reason>" of each prompt skipped as malformed
 
     def metrics(self, dropped_rollouts: int, draws: Counter) -> dict:
         return {
@@ -140,6 +141,7 @@ class TeacherRows:
             "dypo/teacher_rows": float(len(self.rows)),
             "dypo/teacher_truncated": float(self.truncated),
             "dypo/hard_without_teacher": float(self.no_teacher),
+            "dypo/bad_teacher_rows": float(len(self.bad)),
             **{f"dypo/teacher_draws/{name}": float(count) for name, count in sorted(draws.items())},
         }
 
@@ -153,47 +155,80 @@ def build_teacher_rows(templates: list[dict], sampler: TeacherSampler, cfg: Dypo
     Args:
         templates: one rollout's field dict per prompt needing a teacher row (hard prompts; every prompt when
             mixing); its prompt tokens and teacher fields are used.
-        tokenize: ``texts -> [(ids, truncated)]``, e.g. :func:`teacher_response_ids` or a cached version of it.
+        tokenize: ``texts -> [(ids or None, truncated)]``, e.g. :func:`teacher_response_ids` or a cached version.
         draws: per-teacher draw counter, updated in place.
 
     Returns:
-        :class:`TeacherRows`; prompts without any teacher are counted in ``no_teacher`` and get no row.
+        :class:`TeacherRows`; prompts without any teacher are counted in ``no_teacher`` and get no row. A prompt
+        whose teacher fields are malformed or whose drawn teacher does not tokenise (possible with
+        ``dypo.validate_data=false``) is named by its ``extra_info.index``: ``dypo.on_bad_row=stop`` raises
+        ValueError, ``skip`` leaves it out and lists it in ``bad``.
     """
-    drawn = [(i, t) for i, t in enumerate(draw_teacher(tp, sampler, cfg) for tp in templates) if t is not None]
+    drawn, bad = [], []  # (template index, teacher), (template index, reason)
+    for i, template in enumerate(templates):
+        try:
+            teacher = draw_teacher(template, sampler, cfg)
+        except (TypeError, ValueError) as exc:
+            bad.append((i, f"malformed teacher field: {exc}"))
+            continue
+        if teacher is not None:
+            drawn.append((i, teacher))
     tokens = tokenize([teacher.response for _, teacher in drawn]) if drawn else []
     score = TEACHER_SCORE if cfg.offpolicy_mixing else 0.0
-    rows, truncated = [], 0
+    kept, rows, truncated = [], [], 0
     for (i, teacher), (ids, was_cut) in zip(drawn, tokens):
+        if ids is None:
+            bad.append((i, f"teacher {teacher.name!r} does not tokenise"))
+            continue
         truncated += was_cut
         draws[teacher.name] += 1
+        kept.append((i, teacher))
         rows.append(teacher_row(templates[i], ids, score=score))
+    named = [f"row {(templates[i].get('extra_info') or {}).get('index')}: {why}" for i, why in sorted(bad)]
+    if named and cfg.on_bad_row == "stop":
+        raise ValueError(f"{len(named)} training row(s) cannot give a teacher row (dypo.on_bad_row=stop): {named}")
     return TeacherRows(
-        sources=[i for i, _ in drawn],
+        sources=[i for i, _ in kept],
         rows=rows,
-        teachers=[t for _, t in drawn],
-        no_teacher=len(templates) - len(drawn),
+        teachers=[t for _, t in kept],
+        no_teacher=len(templates) - len(drawn) - sum(why.startswith("malformed") for _, why in bad),
         truncated=truncated,
         role=OFFPOLICY_TAG if cfg.offpolicy_mixing else TEACHER_TAG,
+        bad=named,
     )
 
 
-def teacher_response_ids(tokenizer, texts: list[str], max_tokens: int) -> list[tuple[list[int], bool]]:
+def teacher_response_ids(tokenizer, texts: list[str], max_tokens: int) -> list[tuple[list[int] | None, bool]]:
     """Token ids of teacher responses as the policy would emit them: text tokens then EOS, cut to max_tokens.
 
-    Tokenises the whole list in one call (the fast tokenizer parallelises a batch).
+    Tokenises the whole list in one call (the fast tokenizer parallelises a batch). If the batch fails, the texts
+    are tokenised one by one and a text the tokenizer refuses (e.g. a lone surrogate) gets ``None``.
 
     Returns:
-        one (ids, truncated) per text.
+        one (ids or None, truncated) per text.
     """
     if not texts:
         return []
-    encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    try:
+        encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    except (TypeError, ValueError):
+        encoded = [_tokenize_one(tokenizer, text) for text in texts]
     eos = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
     out = []
     for ids in encoded:
+        if ids is None:
+            out.append((None, False))
+            continue
         ids = list(ids) + eos
         out.append((ids[:max_tokens], True) if len(ids) > max_tokens else (ids, False))
     return out
+
+
+def _tokenize_one(tokenizer, text) -> list[int] | None:
+    try:
+        return tokenizer([text], add_special_tokens=False)["input_ids"][0]
+    except (TypeError, ValueError):
+        return None
 
 
 def teacher_row(template: dict, response_ids: list[int], score: float = 0.0) -> dict:

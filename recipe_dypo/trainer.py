@@ -204,6 +204,10 @@ class DypoTrainer(PPOTrainerSync):
             logger.warning(
                 "step %s: %d hard prompt(s) had no teacher solution and were skipped", self.global_steps, no_teacher
             )
+        if built.bad:
+            logger.warning(
+                "step %s: skipped %d malformed training row(s): %s", self.global_steps, len(built.bad), built.bad
+            )
         return KVBatchMeta(keys=keys, tags=tags, partition_id=pid, fields=batch.fields, extra_info=batch.extra_info)
 
     # ------------------------------------------------------------------ teacher rows and rollout correction

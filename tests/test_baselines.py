@@ -219,3 +219,40 @@ def test_every_table_row_we_train_has_a_script_and_every_script_a_row():
     training_scripts = {p.name for p in (REPO / "scripts").glob("run_*.sh") if "megatron" not in p.name}
     assert training_scripts == used
     assert len(TRAINING_RUNS["table5"]) == 9 and all(get_table(5).row(m) for m in TRAINING_RUNS["table5"])
+
+
+@pytest.mark.parametrize("on_bad_row", ["skip", "stop"])
+def test_malformed_and_untokenisable_teachers_are_named_counted_or_stop_the_run(on_bad_row):
+    """With dypo.validate_data=false a bad row reaches the trainer mid-epoch: its index is named, and it is counted
+    and skipped (the run goes on) or ends the run, as dypo.on_bad_row says."""
+    from collections import Counter
+    from functools import partial
+
+    import torch
+
+    from recipe_dypo.teachers import TeacherSampler, build_teacher_rows, teacher_response_ids
+    from recipe_dypo.tokenizer_files import load_qwen_tokenizer
+
+    def template(index, teachers):
+        prompt = torch.tensor([1, 2, 3])
+        return {"prompts": prompt, "position_ids": torch.arange(3), "extra_info": {"index": index, **teachers}}
+
+    good = {"teachers": [{"name": "r1", "response": "<think>1+1=2</think> \\boxed{2}"}]}
+    templates = [
+        template(0, good),
+        template(7, {"teachers": [{"name": "r1"}]}),  # no response field
+        template(9, {"teachers": [{"name": "r1", "response": "ok \ud800 bad"}]}),  # a lone surrogate
+        template(11, {"teachers": []}),  # no teacher at all: counted as such, not as bad
+    ]
+    tokenize = partial(teacher_response_ids, load_qwen_tokenizer(), max_tokens=64)
+    cfg, draws = DypoConfig(on_bad_row=on_bad_row), Counter()
+    if on_bad_row == "stop":
+        with pytest.raises(ValueError, match=r"2 training row\(s\).*row 7: malformed teacher field.*row 9: teacher"):
+            build_teacher_rows(templates, TeacherSampler(0), cfg, tokenize, draws)
+        return
+    built = build_teacher_rows(templates, TeacherSampler(0), cfg, tokenize, draws)
+    assert built.sources == [0] and len(built.rows) == 1 and draws == Counter(r1=1)
+    assert [b.split(":")[0] for b in built.bad] == ["row 7", "row 9"] and "does not tokenise" in built.bad[1]
+    assert built.no_teacher == 1
+    metrics = built.metrics(0, draws)
+    assert metrics["dypo/bad_teacher_rows"] == 2 and metrics["dypo/hard_without_teacher"] == 1
