@@ -19,8 +19,8 @@ Grading rules
   that, the last ``ANSWER: X`` / ``answer is X``; compared with the gold label. Gold labels that are
   digits (22 ARC-Challenge rows number their options 1-4) are compared as digits.
 
-Why a process pool
-------------------
+Why a process pool, and why this one
+------------------------------------
 math-verify's own timeouts use ``signal.alarm`` and only work in the main thread; verl calls reward
 functions from executor threads, where ``parse`` raises and verl's stock wrapper returns 0.0 for a correct
 answer. Here math-verify always runs with its timeouts disabled, inside long-lived worker processes
@@ -28,6 +28,13 @@ answer. Here math-verify always runs with its timeouts disabled, inside long-liv
 per-sample deadline (default 5 s) passes. The result is the same in the main thread, in a thread pool, in a
 subprocess and inside Ray actors, and a pathological answer (huge exponent, deeply nested LaTeX) ends as
 ``score 0, reason "timeout"`` instead of hanging a worker. Model output is only parsed, never executed.
+
+The pool is hand-written because ``pebble.ProcessPool`` (5.2.3, tried as a replacement, tests/test_reward.py
+passing) could not keep these guarantees alone: its workers start by multiprocessing ``spawn`` and re-import the
+caller's ``__main__`` (an unguarded script re-runs in every worker; in a Ray actor each worker used 130 MB instead
+of 71 MB), its timeout does not cover a worker hung at start-up (a 1 s task still pending after 10 s), its SIGTERM
+kill waits 3 s on a worker stuck in C code, and a raw ``os.fork`` child's exit handler killed a parent worker; with
+the four workarounds it came to 641 lines against 792, and 10-15% lower throughput in overlapping runs.
 
 Environment knobs: ``DYPO_REWARD_MODE`` (``pool`` default, ``inline`` grades in the calling process),
 ``DYPO_REWARD_WORKERS`` (size of the shared pool, default ``min(4, cpu_count)``),
@@ -628,7 +635,8 @@ def _score_one(data_source, solution_str, ground_truth, timeout_s, max_response_
             return _result(0.0, None, "timeout")
         healthy = True
         return msg["result"]
-    except (_WorkerDied, OSError):
+    except (_WorkerDied, OSError) as exc:
+        logging.getLogger(__name__).warning("a grading worker died mid-sample (%s); scored 0 (worker_crash)", exc)
         return _result(0.0, None, "worker_crash")
     finally:
         _POOL.release(w, healthy)
@@ -762,8 +770,9 @@ def score_batch(
             for w in readable:
                 try:
                     msgs = w.read_available()
-                except _WorkerDied:
+                except _WorkerDied as exc:
                     if w in busy:
+                        logging.getLogger(__name__).warning("a grading worker died mid-sample (%s)", exc)
                         _finish(busy.pop(w)[0], _result(0.0, None, "worker_crash"))
                     starting.discard(w)
                     _replace(w)

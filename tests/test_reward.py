@@ -1,13 +1,20 @@
-"""recipe_dypo.reward: grading rules, thread/subprocess consistency, timeouts, hostile input, batching."""
+"""recipe_dypo.reward: grading rules, thread/subprocess/fork/Ray consistency, timeouts, worker death, memory cap,
+hostile input, batching."""
 
 import json
+import logging
 import os
+import select
+import signal
 import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import psutil
+import pytest
 
 from recipe_dypo import reward
 from recipe_dypo.reward import compute_score, score_batch
@@ -201,6 +208,125 @@ def test_score_batch_order_inputs_and_timeouts():
     assert [r["score"] for r in res[:5] + res[6:]] == EXPECTED
     assert all(set(r) == {"score", "acc", "pred", "reason"} for r in res)
     assert score_batch([]) == []
+
+
+def _grading_workers() -> list[psutil.Process]:
+    """Live child processes of this test that grade (killed ones linger as zombies until the pool reaps them)."""
+    out = []
+    for p in psutil.Process().children():
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(p.cmdline()):
+                out.append(p)
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
+def _kill_and_wait(procs: list[psutil.Process]) -> None:
+    """SIGKILL, then wait until each is dead (a zombie), without reaping it: the pool must notice by itself."""
+    for p in procs:
+        p.kill()
+    deadline = time.monotonic() + 10
+    for p in procs:
+        while time.monotonic() < deadline:
+            try:
+                if p.status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.01)
+
+
+def test_worker_death_scores_crash_and_run_goes_on(caplog):
+    assert compute_score("math", "\\boxed{1}", "1") == 1.0  # workers are up
+    items = [("math", PATHOLOGICAL, "1")] + [(ds, sol, gt) for ds, sol, gt, _ in CASES]
+
+    def kill_workers_mid_sample():
+        time.sleep(1.5)  # PATHOLOGICAL, the first item, takes far longer than this to grade
+        for p in _grading_workers():
+            p.kill()
+
+    killer = threading.Thread(target=kill_workers_mid_sample)
+    t = time.monotonic()
+    killer.start()
+    with caplog.at_level(logging.WARNING, logger=reward.__name__):
+        res = score_batch(items, num_workers=1, timeout_s=30.0)
+    killer.join()
+    assert res[0] == {"score": 0.0, "acc": False, "pred": "", "reason": "worker_crash"}
+    assert time.monotonic() - t < 20.0  # ended by the death, not by the 30 s deadline
+    assert [r["score"] for r in res[1:]] == EXPECTED  # the run went on with fresh workers
+    assert any("died" in rec.getMessage() for rec in caplog.records)  # and the death was reported
+    assert compute_score("aime", "\\boxed{204}", "204") == 1.0
+
+
+def test_pool_recovers_when_idle_workers_die():
+    """Workers that die while idle are noticed and replaced; the next calls still grade everything."""
+    assert compute_score("math", "\\boxed{1}", "1") == 1.0
+    _kill_and_wait(_grading_workers())
+    res = score_batch([(ds, sol, gt) for ds, sol, gt, _ in CASES], num_workers=2)
+    assert [r["score"] for r in res] == EXPECTED
+    time.sleep(0.5)  # now the dead pool has surely been noticed
+    assert compute_score("aime", "\\boxed{204}", "204") == 1.0
+
+
+def test_memory_cap_ends_a_sample_and_run_goes_on(monkeypatch):
+    """2^(2^32) is a 512 MB integer (minutes of CPU without a cap); under a 300 MB cap the worker fails fast."""
+    monkeypatch.setenv("DYPO_REWARD_WORKER_MEM_MB", "300")
+    reward.shutdown_pool()  # the next pool starts with this cap
+    try:
+        t = time.monotonic()
+        r = compute_score("math", "<think>x</think> \\boxed{2^{2^{32}}}", "7", return_dict=True, timeout_s=30.0)
+        assert r["score"] == 0.0 and r["reason"] != "timeout", r
+        assert time.monotonic() - t < 20.0
+        assert compute_score("math", "<think>x</think> \\boxed{2^{10}}", "1024") == 1.0  # same pool, still grading
+    finally:
+        monkeypatch.undo()
+        reward.shutdown_pool()  # later tests get the default cap
+
+
+def test_forked_child_starts_its_own_pool():
+    assert compute_score("aime", "\\boxed{204}", "204") == 1.0  # the parent's pool exists before the fork
+    parent_workers = {p.pid for p in _grading_workers()}
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: must not hand work to the parent's pool (its threads do not exist here)
+        try:
+            os.write(write_end, json.dumps([compute_score(*c[:3]) for c in CASES]).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        ready, _, _ = select.select([read_end], [], [], 60)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+        out = os.read(read_end, 1 << 16) if ready else b""
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)
+    assert out and json.loads(out) == EXPECTED
+    assert {p.pid for p in _grading_workers()} == parent_workers  # the child neither used nor stopped them
+    assert _scores(compute_score) == EXPECTED
+
+
+def test_same_scores_in_ray_actor():
+    """verl grades in Ray actors, from executor threads; workers spawned there import Ray's worker script."""
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        pytest.skip("Ray already runs in this process with a configuration of its own")
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+
+        @ray.remote
+        class Grader:
+            def grade(self, cases):
+                from recipe_dypo.reward import compute_score
+
+                with ThreadPoolExecutor(max_workers=4) as ex:
+                    return list(ex.map(lambda c: compute_score(*c[:3]), cases))
+
+        assert ray.get(Grader.remote().grade.remote(CASES), timeout=180) == EXPECTED
+    finally:
+        ray.shutdown()
 
 
 def test_env_inline_mode(monkeypatch):
