@@ -79,7 +79,7 @@ class DypoTrainer(PPOTrainerSync):
         self.teacher_sampler = TeacherSampler(self.dypo.seed)
         self.teacher_draws: Counter = Counter()
         self._skip_update_reason: str | None = None
-        self._teacher_token_cache: dict[str, tuple[list[int], bool]] = {}
+        self._teacher_token_cache: dict[str, tuple[list[int] | None, bool]] = {}
         self._tokenizer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dypo-teacher-tokens")
         self._pending_tokens: Future | None = None
 
@@ -128,7 +128,7 @@ class DypoTrainer(PPOTrainerSync):
             except Exception:  # noqa: BLE001  (prefetch is an optimisation; regroup tokenises what is missing)
                 logger.warning("teacher-token prefetch failed; tokenising on demand", exc_info=True)
 
-    def _teacher_tokens(self, texts: list[str]) -> list[tuple[list[int], bool]]:
+    def _teacher_tokens(self, texts: list[str]) -> list[tuple[list[int] | None, bool]]:
         """Tokenise teacher responses in one batch, caching them (a prompt is often hard in several epochs)."""
         cache = self._teacher_token_cache
         missing = list(dict.fromkeys(t for t in texts if t not in cache))
