@@ -164,14 +164,16 @@ def build_teacher_rows(templates: list[dict], sampler: TeacherSampler, cfg: Dypo
         ``dypo.validate_data=false``) is named by its ``extra_info.index``: ``dypo.on_bad_row=stop`` raises
         ValueError, ``skip`` leaves it out and lists it in ``bad``.
     """
-    drawn, bad = [], []  # (template index, teacher), (template index, reason)
+    drawn, bad, no_teacher = [], [], 0  # (template index, teacher), (template index, reason)
     for i, template in enumerate(templates):
         try:
             teacher = draw_teacher(template, sampler, cfg)
         except (TypeError, ValueError) as exc:
             bad.append((i, f"malformed teacher field: {exc}"))
             continue
-        if teacher is not None:
+        if teacher is None:
+            no_teacher += 1
+        else:
             drawn.append((i, teacher))
     tokens = tokenize([teacher.response for _, teacher in drawn]) if drawn else []
     score = TEACHER_SCORE if cfg.offpolicy_mixing else 0.0
@@ -191,7 +193,7 @@ def build_teacher_rows(templates: list[dict], sampler: TeacherSampler, cfg: Dypo
         sources=[i for i, _ in kept],
         rows=rows,
         teachers=[t for _, t in kept],
-        no_teacher=len(templates) - len(drawn) - sum(why.startswith("malformed") for _, why in bad),
+        no_teacher=no_teacher,
         truncated=truncated,
         role=OFFPOLICY_TAG if cfg.offpolicy_mixing else TEACHER_TAG,
         bad=named,
