@@ -32,16 +32,20 @@ REWARD = REPO / "tests" / "e2e_reward.py"
 LAUNCH_TIMEOUT_S = 900
 
 
-def write_graded_data(path: Path, schedule: list[str], seed: int = 0) -> Path:
+def write_graded_data(path: Path, schedule: list[str], seed: int = 0, mixed_mid: bool = False) -> Path:
     """Toy training rows (two teachers each) whose grade is scripted: row i has ``extra_info.e2e_grade =
-    schedule[i]``. With ``data.shuffle=false`` and 4 prompts per step, step s sees rows 4(s-1) .. 4s-1."""
+    schedule[i]``. With ``data.shuffle=false`` and 4 prompts per step, step s sees rows 4(s-1) .. 4s-1.
+    ``mixed_mid``: every mid group scores 1, 0, 1, 0 (a counter file per row beside ``path``) instead of by a hash
+    of the response; see tests/e2e_reward.py."""
     from data_prep.common import write_parquet
     from recipe_dypo.toy.addition import addition_rows
 
     rows = addition_rows(seed)[0][: len(schedule)]
     assert len(rows) == len(schedule), f"the toy task has {len(rows)} training rows, schedule needs {len(schedule)}"
-    for row, grade in zip(rows, schedule):
+    for i, (row, grade) in enumerate(zip(rows, schedule)):
         row["extra_info"]["e2e_grade"] = grade
+        if mixed_mid:
+            row["extra_info"]["e2e_mid_counter"] = str(path.with_name(f"{path.stem}.mid_count.{i}"))
     write_parquet(rows, path)
     return path
 
