@@ -1,10 +1,8 @@
-"""DYPO's overhead against verl's GRPO, measured in one run (ratios, not absolute targets).
+"""DYPO's driver-side overhead against verl's GRPO, measured in one run (ratios, not absolute targets).
 
-1. Driver side, per step: DYPO's grading + teacher rows + GAL statistics/coefficients + advantages (the work the
-   trainer adds between reward and update, TransferQueue I/O excluded since verl's own steps pay it too) against
-   verl's GRPO ``compute_advantage`` on the same batch. Target: <= 2x.
-2. Actor side, per micro-batch: forward + backward of the DYPO loss against verl's vanilla PPO loss
-   (``verl.workers.utils.losses.ppo_loss``) on the same micro-batch and log-probs. Target: <= 1.2x.
+Per step: DYPO's grading + teacher rows + GAL statistics/coefficients + advantages (the work the trainer adds
+between reward and update, TransferQueue I/O excluded since verl's own steps pay it too) against verl's GRPO
+``compute_advantage`` on the same batch. Target: <= 2x. The actor side is benchmarks/bench_actor_loss.py.
 
     python benchmarks/bench_driver.py                       # 512 prompts x 8 rollouts x 4096 tokens
     python benchmarks/bench_driver.py --prompts 64 --tokens 1024   # quicker
@@ -17,9 +15,8 @@ import time
 
 import numpy as np
 import torch
-from tensordict import TensorDict
 
-from recipe_dypo.coefficients import StepSettings, coefficients_of_batch
+from recipe_dypo.coefficients import coefficients_of_batch
 from recipe_dypo.config import DypoConfig
 from recipe_dypo.grading import Role, plan_regroup, roles_from_tags
 from recipe_dypo.teachers import teacher_response_ids, teacher_row
@@ -116,56 +113,6 @@ def dypo_driver_step(uids, scores, lengths, tokens, tokenizer, teacher_texts, cf
     return run, tokenize
 
 
-def micro_batch(rows: int, tokens: int, seed: int = 0):
-    """A verl no-padding micro-batch plus fake model log-probs that require grad."""
-    from verl.utils import tensordict_utils as tu
-
-    g = torch.Generator().manual_seed(seed)
-    prompt_len = 128
-    resp = torch.randint(tokens // 2, tokens + 1, (rows,), generator=g)
-
-    def nested(ts):
-        return torch.nested.as_nested_tensor(list(ts), layout=torch.jagged)
-
-    td = TensorDict(
-        {
-            "prompts": nested([torch.zeros(prompt_len, dtype=torch.long)] * rows),
-            "responses": nested([torch.zeros(int(n), dtype=torch.long) for n in resp]),
-            "response_mask": nested([torch.ones(int(n)) for n in resp]),
-            "old_log_probs": nested([-torch.rand(int(n), generator=g) for n in resp]),
-            "advantages": nested([torch.full((int(n),), float(torch.randn(1, generator=g))) for n in resp]),
-            "dypo_pg_coef": torch.rand(rows, generator=g) * 1e-4,
-            "dypo_sft_coef": torch.zeros(rows),
-            "dypo_gal_coef": torch.randn(rows, generator=g) * 1e-3,
-            "dypo_offpolicy_coef": torch.zeros(rows),  # DYPO has no off-policy rows (LUFFY-style mixing only)
-        },
-        batch_size=[rows],
-    )
-    td["dypo_sft_coef"][: rows // 4] = 1e-4
-    tu.assign_non_tensor(
-        td, dp_size=1, batch_num_tokens=int(resp.sum()), global_batch_size=rows * 8, **StepSettings(rows * 8).as_dict()
-    )
-    leaf = (-torch.rand(int(resp.sum() + rows * prompt_len), generator=g)).requires_grad_(True)
-    return td, leaf
-
-
-def loss_timer(loss_fn, config, td, leaf):
-    offsets = torch.cat(
-        [
-            torch.zeros(1, dtype=torch.int64),
-            (td["prompts"].offsets().diff() + td["responses"].offsets().diff()).cumsum(0),
-        ]
-    )
-
-    def run():
-        leaf.grad = None
-        log_probs = torch.nested.nested_tensor_from_jagged(leaf * 1.0, offsets=offsets)
-        loss, _ = loss_fn(config=config, model_output={"log_probs": log_probs}, data=td.clone())
-        loss.backward()
-
-    return run
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=512)
@@ -176,11 +123,6 @@ def main():
     args = parser.parse_args()
     torch.manual_seed(0)
 
-    from verl.utils.config import omega_conf_to_dataclass
-    from verl.workers.utils.losses import ppo_loss
-
-    from recipe_dypo.actor_loss import dypo_actor_loss
-    from recipe_dypo.config import compose_config as compose_dypo_config
     from recipe_dypo.tokenizer_files import load_qwen_tokenizer
 
     tokenizer = load_qwen_tokenizer()
@@ -209,34 +151,6 @@ def main():
     print(
         f"        teacher tokenisation {t_tok * 1e3:8.1f} ms ({t_tok / t_grpo:.2f}x GRPO), in a background thread "
         "while the batch's rollout generates (off the critical path)"
-    )
-
-    config = omega_conf_to_dataclass(
-        compose_dypo_config(["actor_rollout_ref.actor.use_dynamic_bsz=true"]).actor_rollout_ref.actor
-    )
-    td, leaf = micro_batch(args.micro_rows, args.tokens)
-    vanilla_config = omega_conf_to_dataclass(
-        compose_dypo_config(
-            [
-                "actor_rollout_ref.actor.use_dynamic_bsz=true",
-                "actor_rollout_ref.actor.policy_loss.loss_mode=vanilla",
-                "actor_rollout_ref.actor.use_kl_loss=false",
-            ]
-        ).actor_rollout_ref.actor
-    )
-    t_ppo = timed(loss_timer(ppo_loss, vanilla_config, td, leaf), args.repeat * 3)
-    t_dl = timed(loss_timer(dypo_actor_loss, config, td, leaf), args.repeat * 3)
-    print(
-        f"actor loss fwd+bwd ({args.micro_rows} rows x <= {args.tokens} tokens): verl ppo_loss "
-        f"{t_ppo * 1e3:7.2f} ms | DYPO loss {t_dl * 1e3:7.2f} ms | ratio {t_dl / t_ppo:.2f}x (target <= 1.2x)"
-    )
-    # LUFFY-style mixing: one row in eight is an off-policy teacher row with the policy-shaped term
-    mixed = td.clone()
-    mixed["dypo_offpolicy_coef"][: max(1, args.micro_rows // 8)] = 1e-4
-    mixed["dypo_pg_coef"][: max(1, args.micro_rows // 8)] = 0.0
-    t_mix = timed(loss_timer(dypo_actor_loss, config, mixed, leaf), args.repeat * 3)
-    print(
-        f"        with off-policy rows (LUFFY-style preset) {t_mix * 1e3:7.2f} ms | ratio {t_mix / t_ppo:.2f}x ppo_loss"
     )
 
 

@@ -31,24 +31,31 @@ from verl.workers.utils.padding import no_padding_2_padding
 from recipe_dypo.coefficients import RowCoefficients, StepSettings
 from recipe_dypo.losses import kl_estimate, shaped_objective
 
+TERMS = ("pg", "sft", "gal", "offpolicy", "kl")
 
-def logp_gradient_l1(terms: dict, log_prob, mask) -> dict:
+
+def logp_gradient_l1(terms: dict, inputs: dict, mask) -> dict:
     """How much gradient each loss term sends into the model: sum over response tokens of |dL_term / d log pi(y_t)|.
 
     At theta_old the GRPO term's value is 0 (advantages sum to 0 in a group) and so is the linearised GAL term's,
-    so loss values cannot show that a branch trains; these can. Costs one element-wise backward per term.
+    so loss values cannot show that a branch trains; these can. Each term is computed from its own alias of the
+    log-probs (``inputs[name]``), so one backward over the loss's element-wise graph gives every term's gradient
+    separately; autograd stops at the aliases and never enters the model's graph. One host sync for all terms.
 
     Args:
         terms: name -> scalar loss tensor (a term without a graph, e.g. an absent off-policy term, gives 0).
-        log_prob: (bs, T) token log-probs the terms were computed from. mask: (bs, T) bool.
+        inputs: name -> the (bs, T) log-prob alias that term was computed from. mask: (bs, T) bool.
     """
-    out = {}
-    for name, value in terms.items():
-        if not (value.requires_grad and log_prob.requires_grad):
-            out[name] = 0.0
-            continue
-        (grad,) = torch.autograd.grad(value, log_prob, retain_graph=True, allow_unused=True)
-        out[name] = 0.0 if grad is None else float((grad.abs() * mask).sum())
+    live = [name for name, value in terms.items() if value.requires_grad]
+    out = dict.fromkeys(terms, 0.0)
+    if not live:
+        return out
+    grads = torch.autograd.grad(
+        sum(terms[name] for name in live), [inputs[name] for name in live], retain_graph=True, allow_unused=True
+    )
+    zero = mask.new_zeros((), dtype=torch.float32)
+    sums = [zero if grad is None else (grad.abs() * mask).sum().float() for grad in grads]
+    out.update(zip(live, torch.stack(sums).tolist()))
     return out
 
 
@@ -86,26 +93,30 @@ def dypo_actor_loss(config, model_output, data: TensorDict, dp_group=None):
     mask = data["response_mask"].to(bool)
     old_log_prob = data["old_log_probs"]
 
+    # with gradient metrics, each term reads its own alias of the log-probs (see logp_gradient_l1)
+    probe = step.grad_metrics and log_prob.requires_grad
+    lp = {name: log_prob.view_as(log_prob) if probe else log_prob for name in TERMS}
+
     policy_loss_fn = get_policy_loss_fn(config.policy_loss.get("loss_mode", "vanilla"))
     rl_rows = (coef.pg > 0).unsqueeze(-1)
     pg_loss, pg_metrics = policy_loss_fn(
         old_log_prob=old_log_prob,
-        log_prob=log_prob,
+        log_prob=lp["pg"],
         advantages=data["advantages"] * coef.pg.unsqueeze(-1),
         response_mask=mask & rl_rows,
         loss_agg_mode="token-sum",
         config=config,
         rollout_is_weights=data.get("rollout_is_weights", None),
     )
-    sft_loss = (coef.sft.unsqueeze(-1) * -log_prob * mask).sum() * dp_size
-    gal_loss = (coef.gal.unsqueeze(-1) * (log_prob - old_log_prob) * mask).sum() * dp_size
+    sft_loss = (coef.sft.unsqueeze(-1) * -lp["sft"] * mask).sum() * dp_size
+    gal_loss = (coef.gal.unsqueeze(-1) * (lp["gal"] - old_log_prob) * mask).sum() * dp_size
     if bool((coef.offpolicy != 0).any()):  # only LUFFY-style mixing has off-policy rows; skip the graph otherwise
-        shaped = shaped_objective(log_prob, data["advantages"], step.shaping_gamma)
+        shaped = shaped_objective(lp["offpolicy"], data["advantages"], step.shaping_gamma)
         off_loss = (coef.offpolicy.unsqueeze(-1) * shaped * mask).sum() * dp_size
     else:
         off_loss = log_prob.new_zeros(())
     if step.kl_coef:  # the paper's KL inside L_GRPO: on-policy RL rows only, weighted like their surrogate
-        kld = kl_estimate(log_prob, data["ref_log_prob"], config.kl_loss_type)
+        kld = kl_estimate(lp["kl"], data["ref_log_prob"], config.kl_loss_type)
         kl_loss = (step.kl_coef * coef.pg.unsqueeze(-1) * kld * mask).sum() * dp_size
     else:
         kl_loss = log_prob.new_zeros(())
@@ -118,9 +129,10 @@ def dypo_actor_loss(config, model_output, data: TensorDict, dp_group=None):
     metrics["actor/dypo_gal_linear"] = Metric(value=gal_loss * n_mini, aggregation=summed)
     metrics["actor/dypo_offpolicy_loss"] = Metric(value=off_loss * n_mini, aggregation=summed)
     metrics["actor/dypo_kl_loss"] = Metric(value=kl_loss * n_mini, aggregation=summed)
-    terms = {"pg": pg_loss, "sft": sft_loss, "gal": gal_loss, "offpolicy": off_loss, "kl": kl_loss}
-    for name, value in logp_gradient_l1(terms, log_prob, mask).items():
-        metrics[f"actor/dypo_grad_logp/{name}"] = Metric(value=value * n_mini, aggregation=summed)
+    if probe:
+        terms = {"pg": pg_loss, "sft": sft_loss, "gal": gal_loss, "offpolicy": off_loss, "kl": kl_loss}
+        for name, value in logp_gradient_l1(terms, lp, mask).items():
+            metrics[f"actor/dypo_grad_logp/{name}"] = Metric(value=value * n_mini, aggregation=summed)
 
     if entropy is not None and config.entropy_coeff != 0:
         entropy_loss = agg_loss(entropy, mask, config.loss_agg_mode, **config.global_batch_info)

@@ -65,11 +65,13 @@ class StepSettings:
     total_rows: int | None = None  # rows in the whole update batch: with mini-batches, n_mini = total / mini rows
     shaping_gamma: float = 0.1  # LUFFY-style f(p) = p / (p + shaping_gamma) on off-policy rows
     kl_coef: float = 0.0  # the paper's beta_KL, on RL rows only (dypo.kl_coef)
+    grad_metrics: bool = True  # report actor/dypo_grad_logp/* this step (dypo.grad_metrics_interval)
 
     KEYS: ClassVar[dict[str, str]] = {
         "total_rows": "dypo_total_rows",
         "shaping_gamma": "dypo_shaping_gamma",
         "kl_coef": "dypo_kl_coef",
+        "grad_metrics": "dypo_grad_metrics",
     }
 
     def as_dict(self) -> dict:

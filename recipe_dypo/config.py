@@ -36,6 +36,8 @@ class DypoConfig:
     debug_dump_dir: str | None = None
     resume_without_state: bool = False
     on_bad_row: str = "skip"
+    grad_metrics_interval: int = 1
+    padding_row_tokens: int | None = None
 
     @property
     def term_weights(self) -> tuple[float, float]:
@@ -78,6 +80,13 @@ class DypoConfig:
             raise ValueError(f"dypo.kl_coef must be >= 0, got {out.kl_coef}")
         if out.on_bad_row not in ("skip", "stop"):
             raise ValueError(f"dypo.on_bad_row must be skip or stop, got {out.on_bad_row!r}")
+        if out.padding_row_tokens is not None and out.padding_row_tokens < 2:
+            raise ValueError(
+                f"dypo.padding_row_tokens must be null or >= 2 (a prompt and a response token), got "
+                f"{out.padding_row_tokens}"
+            )
+        if out.grad_metrics_interval < 0:
+            raise ValueError(f"dypo.grad_metrics_interval must be >= 0 (0: never), got {out.grad_metrics_interval}")
         if out.max_teacher_tokens < 1:
             raise ValueError(f"dypo.max_teacher_tokens must be >= 1, got {out.max_teacher_tokens}")
         return out

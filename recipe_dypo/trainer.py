@@ -20,8 +20,10 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import partial
 
 import numpy as np
@@ -29,6 +31,7 @@ import transfer_queue as tq
 from tensordict import TensorDict
 from transfer_queue import KVBatchMeta
 from verl import DataProto
+from verl.trainer.ppo import padding_utils
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils.config import omega_conf_to_dataclass
@@ -69,6 +72,23 @@ def kill_point(phase: str, step: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+@contextmanager
+def padding_row_length(tokens: int | None):
+    """verl fills a batch up to a multiple of the mini-batch rows with synthetic rows of no loss, each
+    ``padding_utils.SYNTHETIC_PADDING_SEQ_LEN`` (128) tokens long. A DYPO batch shrinks (easy groups dropped, a
+    hard group becomes one teacher row), so it is filled with up to a mini-batch of them; where responses are far
+    shorter than 128 tokens (the CPU toys) they are most of the tokens every forward and backward pass runs.
+    ``dypo.padding_row_tokens`` sets their length while verl builds them; null leaves verl's."""
+    if tokens is None:
+        yield
+        return
+    saved, padding_utils.SYNTHETIC_PADDING_SEQ_LEN = padding_utils.SYNTHETIC_PADDING_SEQ_LEN, tokens
+    try:
+        yield
+    finally:
+        padding_utils.SYNTHETIC_PADDING_SEQ_LEN = saved
+
+
 @register_trainer("dypo")
 class DypoTrainer(PPOTrainerSync):
     """DYPO on verl's synchronous trainer; select with ``trainer.v1.trainer_mode=dypo``."""
@@ -106,8 +126,11 @@ class DypoTrainer(PPOTrainerSync):
 
     # ------------------------------------------------------------------ hook 1: regroup
     def _balance_batch(self, batch: KVBatchMeta, metrics, logging_prefix="global_seqlen", keep_minibatch=False):
+        start = time.perf_counter()
         batch = self._dypo_regroup(batch, metrics)
-        batch = super()._balance_batch(batch, metrics, logging_prefix=logging_prefix, keep_minibatch=keep_minibatch)
+        metrics["timing_s/dypo_regroup"] = time.perf_counter() - start  # verl times no phase around this hook
+        with padding_row_length(self.dypo.padding_row_tokens):
+            batch = super()._balance_batch(batch, metrics, logging_prefix, keep_minibatch)
         metrics["dypo/padding_rows"] = float(sum(t.get("is_padding", False) for t in batch.tags))
         return batch
 
@@ -265,7 +288,9 @@ class DypoTrainer(PPOTrainerSync):
         metrics["dypo/skipped_update"] = 0.0
         if self.dypo.debug_dump_dir:
             dump_update_batch(self.dypo.debug_dump_dir, self.global_steps, batch)
-        StepSettings(len(batch), self.dypo.shaping_gamma, self.dypo.kl_coef).write(batch.extra_info)
+        every = self.dypo.grad_metrics_interval
+        grad_metrics = every > 0 and self.global_steps % every == 0
+        StepSettings(len(batch), self.dypo.shaping_gamma, self.dypo.kl_coef, grad_metrics).write(batch.extra_info)
         batch = super()._update_actor(batch, metrics)
         kill_point("update", self.global_steps)  # the workers hold the updated weights, nothing is saved
         return batch

@@ -161,6 +161,7 @@ def test_gpu_shaped_launch_on_two_nodes_applies_the_eq4_gradient(tiny, workdir):
             *exact_sgd(0.05),  # small enough that step 2 still samples diverse responses (mixed groups)
             *gpu_micro_batching(TOKEN_BUDGET),
             "dypo.kl_coef=0.05",
+            "dypo.padding_row_tokens=null",  # a GPU launch's: verl's 128-token padding rows
             f"dypo.debug_dump_dir={out / 'dump'}",
             ENGINE="fsdp2",
             NNODES=2,

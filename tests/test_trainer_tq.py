@@ -2,7 +2,6 @@
 _compute_advantage. Only the GPU worker group is replaced, by the one attribute _balance_batch reads (dp ranks).
 """
 
-
 import numpy as np
 import pandas as pd
 import pytest
