@@ -18,6 +18,7 @@ left out; phases are verl's timing_s/*. Memory: the peak resident set (RSS) of t
 
     python benchmarks/bench_e2e.py                  # 8 steps each, 2 warm-up (about 9 minutes on 2 cores)
     python benchmarks/bench_e2e.py --steps 3 --warmup 1 --runs grpo,dypo
+    python benchmarks/bench_e2e.py --repeat 2          # each run twice, interleaved (machine noise: see docs)
 """
 
 from __future__ import annotations
@@ -82,6 +83,9 @@ class PeakMemory:
             if rss:
                 self.largest, self.total = max(self.largest, max(rss)), max(self.total, sum(rss))
 
+    def absorb(self, other: PeakMemory) -> None:
+        self.largest, self.total = max(self.largest, other.largest), max(self.total, other.total)
+
     def __enter__(self):
         self._thread.start()
         return self
@@ -97,6 +101,9 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=2, help="leading steps left out (first-step compilation, caches)")
     p.add_argument("--engine", default="fsdp2", choices=("fsdp", "fsdp2"))
     p.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated subset of {','.join(RUNS)}")
+    p.add_argument(
+        "--repeat", type=int, default=1, help="launch the set this many times, interleaved; warm steps pooled"
+    )
     p.add_argument("--out", default=None, help="keep the runs here (default: a temporary folder)")
     args = p.parse_args(argv)
     if args.steps <= args.warmup:
@@ -112,20 +119,24 @@ def main(argv=None) -> int:
         build_tiny_assets(root / "tiny")
         schedule = ["easy", "mid", "mid", "hard"] * args.steps
         data = write_graded_data(root / "train.parquet", schedule, mixed_mid=True)
-        runs, memory = {}, {}
-        for name in names:
-            script, overrides = RUNS[name]
-            print(f"launching {name} ({script} {' '.join(overrides)}, {args.steps} steps) ...", flush=True)
-            with PeakMemory() as peak:
-                run = launch(script, root / name, root / "tiny", data, args.steps, *overrides, ENGINE=args.engine)
-            runs[name] = run
-            runs[name].check()
-            memory[name] = peak
-            print(f"  {name}: launch took {runs[name].seconds:.0f} s", flush=True)
-        timings = {name: warm_timings(run, args.warmup) for name, run in runs.items()}
+        timings = {name: {phase: [] for phase in PHASES} for name in names}
+        memory = {name: PeakMemory() for name in names}
+        for rep in range(args.repeat):  # interleaved, so a slow spell of the machine hits every run alike
+            for name in names:
+                script, overrides = RUNS[name]
+                print(f"launching {name} ({script} {' '.join(overrides)}, {args.steps} steps) ...", flush=True)
+                with PeakMemory() as peak:
+                    run = launch(
+                        script, root / f"{name}_{rep}", root / "tiny", data, args.steps, *overrides, ENGINE=args.engine
+                    )
+                run.check()
+                memory[name].absorb(peak)
+                for phase, values in warm_timings(run, args.warmup).items():
+                    timings[name][phase] += values
+                print(f"  {name}: launch took {run.seconds:.0f} s", flush=True)
 
-    n = args.steps - args.warmup
-    print(f"\nwarm steps {args.warmup + 1}..{args.steps} ({n} per run), mean seconds per step:")
+    n = (args.steps - args.warmup) * args.repeat
+    print(f"\nwarm steps {args.warmup + 1}..{args.steps} of {args.repeat} launch(es) ({n} per run), mean s per step:")
     print(f"{'phase':16s}" + "".join(f"{name:>12s}" for name in names))
     for phase in PHASES:
         print(f"{phase:16s}" + "".join(f"{statistics.mean(timings[name][phase]):12.3f}" for name in names))
@@ -134,7 +145,7 @@ def main(argv=None) -> int:
 
     print("\nratios (warm step; peak RSS of the largest process):")
     for num, den, target in RATIOS:
-        if num in runs and den in runs:
+        if num in timings and den in timings:
             step = statistics.mean(timings[num]["step"]) / statistics.mean(timings[den]["step"])
             rss = memory[num].largest / memory[den].largest
             verdict = "met" if step <= target else "missed"

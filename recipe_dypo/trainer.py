@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from functools import partial
 
 import numpy as np
+import torch
 import transfer_queue as tq
 from tensordict import TensorDict
 from transfer_queue import KVBatchMeta
@@ -70,6 +71,10 @@ def kill_point(phase: str, step: int) -> None:
         logger.warning("%s=%s: killing the trainer process now", KILL_AT_ENV, os.environ[KILL_AT_ENV])
         logging.shutdown()
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _nested(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return torch.nested.as_nested_tensor(tensors, layout=torch.jagged)
 
 
 @contextmanager
@@ -250,17 +255,19 @@ class DypoTrainer(PPOTrainerSync):
         if not offline.any():
             return
         pid = batch.partition_id
-        teacher_keys = [k for k, o in zip(batch.keys, offline) if o]
-        old = tq.kv_batch_get(keys=teacher_keys, partition_id=pid, select_fields=["old_log_probs"])
-        fields = TensorDict({"rollout_log_probs": old["old_log_probs"]}, batch_size=len(teacher_keys))
-        tq.kv_batch_put(keys=teacher_keys, partition_id=pid, fields=fields)
+        real = [i for i, role in enumerate(roles) if role != Role.PAD]
+        select = ["rollout_log_probs", "old_log_probs", "response_mask", "responses"]
+        data = tq.kv_batch_get(keys=[batch.keys[i] for i in real], partition_id=pid, select_fields=select)
+        rows = {name: data[name].unbind() for name in select}  # one read serves both jobs below
+        teacher = [j for j, i in enumerate(real) if offline[i]]
+        sampled = [j for j, i in enumerate(real) if not offline[i]]
+        fields = TensorDict({"rollout_log_probs": _nested([rows["old_log_probs"][j] for j in teacher])}, len(teacher))
+        tq.kv_batch_put(keys=[batch.keys[real[j]] for j in teacher], partition_id=pid, fields=fields)
         for key in [k for k in metrics if k.startswith(ROLLOUT_MISMATCH_PREFIX)]:
             del metrics[key]
-        sampled = [k for k, r, o in zip(batch.keys, roles, offline) if r != Role.PAD and not o]
         if sampled:  # (a step of hard prompts only has no sampled rows: no mismatch to report)
-            select = ["rollout_log_probs", "old_log_probs", "response_mask", "responses"]
-            data = tq.kv_batch_get(keys=sampled, partition_id=pid, select_fields=select)
-            metrics.update(calculate_debug_metrics(DataProto(batch=data.to_padded_tensor())))
+            picked = TensorDict({name: _nested([rows[name][j] for j in sampled]) for name in select}, len(sampled))
+            metrics.update(calculate_debug_metrics(DataProto(batch=picked.to_padded_tensor())))
 
     # ------------------------------------------------------------------ hook 2: coefficients
     def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
