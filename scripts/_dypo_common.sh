@@ -138,7 +138,12 @@ sft_launch() {
                            "engine.tensor_model_parallel_size=${MEGATRON_TP:-2}") ;;
     *) echo "ENGINE must be fsdp, fsdp2 or megatron, got '$ENGINE'" >&2; return 1 ;;
   esac
-  local args=(--config-path="$REPO_ROOT/configs" --config-name=sft_trainer "${engine_args[@]}"
+  # DEVICE=cpu: the SFT twin of +backend=cpu (configs/backend/cpu_sft.yaml); VERL_PLATFORM=cpu makes `import verl`
+  # under torchrun install the CPU platform and patches (gloo process group). MODEL=tiny: configs/scale/sft_<SCALE>.
+  local device_args=()
+  if [[ "$DEVICE" == cpu ]]; then device_args=("+backend=cpu_sft"); export VERL_PLATFORM=cpu; fi
+  [[ "$MODEL" == tiny ]] && device_args+=("+scale=sft_${SCALE:-tiny}")
+  local args=(--config-path="$REPO_ROOT/configs" --config-name=sft_trainer "${engine_args[@]}" "${device_args[@]}"
               model.path="$MODEL_PATH" data.train_files="${SFT_FILE:-$SFT_DATA_FILE}"
               trainer.nnodes="$NNODES" trainer.n_gpus_per_node="$GPUS_PER_NODE"
               trainer.experiment_name="$exp_name" trainer.default_local_dir="${SFT_CKPT_DIR:-checkpoints/$exp_name}"

@@ -28,9 +28,14 @@ def _replace(module, name: str, new) -> None:
 
 
 def gloo_process_group() -> None:
-    """verl/utils/distributed.py ``initialize_global_process_group_ray`` builds the backend string
-    ``f"cpu:gloo,{device}:{backend}"``, i.e. "cpu:gloo,cpu:gloo" on CPU, which torch rejects (a device type may
-    appear once). On CPU the one backend is gloo."""
+    """verl/utils/distributed.py builds the backend string ``f"cpu:gloo,{device}:{backend}"``, i.e.
+    "cpu:gloo,cpu:gloo" on CPU, which torch rejects (a device type may appear once): in
+    ``initialize_global_process_group_ray`` (Ray workers of the RL trainer) and in
+    ``initialize_global_process_group`` (verl's SFT trainer under torchrun). On CPU the one backend is gloo."""
+    import os
+    from datetime import timedelta
+
+    import torch.distributed
     from verl.utils import distributed
 
     original = distributed.initialize_global_process_group_ray
@@ -38,7 +43,17 @@ def gloo_process_group() -> None:
     def initialize_global_process_group_ray(timeout_second=None, backend=None):
         return original(timeout_second=timeout_second, backend=backend or "gloo")
 
+    def initialize_global_process_group(timeout_second=36000):
+        # verl's body with backend "gloo" (there is no device to select afterwards)
+        torch.distributed.init_process_group(
+            backend="gloo",
+            timeout=timedelta(seconds=timeout_second),
+            init_method=os.environ.get("DIST_INIT_METHOD", None),
+        )
+        return int(os.environ["LOCAL_RANK"]), int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+
     _replace(distributed, "initialize_global_process_group_ray", initialize_global_process_group_ray)
+    _replace(distributed, "initialize_global_process_group", initialize_global_process_group)
 
 
 def fsdp2_offload_without_pinning() -> None:
