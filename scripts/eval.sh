@@ -25,6 +25,7 @@ MAX_MODEL_LEN=${MAX_MODEL_LEN:-}        # default: the model's own limit
 SEED=${SEED:-0}
 WORKERS=${WORKERS:-8}                   # grading processes
 PYTHON=${PYTHON:-python}
+BENCHMARKS=${BENCHMARKS:-aime24 aime25 amc math500 minerva arc_c gpqa_diamond}  # the paper's seven columns
 
 if [[ -d "$MODEL" && ! -f "$MODEL/config.json" && -f "$MODEL/fsdp_config.json" ]]; then
     MERGED="$(dirname "$MODEL")/hf_merged"
@@ -47,11 +48,12 @@ if [[ ! -e "$DATA" ]]; then
     echo "[eval.sh] no data/eval; using LUFFY's files: $DATA"
 fi
 
+# shellcheck disable=SC2206
 CMD=("$PYTHON" -m recipe_dypo.eval
     --model "$MODEL" --label "$LABEL" --output-dir "$OUT" --backend "$BACKEND"
     --n-samples "$N_SAMPLES" --temperature "$TEMPERATURE" --top-p "$TOP_P" --max-new-tokens "$MAX_NEW_TOKENS"
     --seed "$SEED" --num-workers "$WORKERS" --tensor-parallel-size "$TP" --gpu-memory-utilization "$GPU_MEM"
-    --benchmarks aime24 aime25 amc math500 minerva arc_c gpqa_diamond)
+    --benchmarks $BENCHMARKS)
 [[ -n "$MAX_MODEL_LEN" ]] && CMD+=(--max-model-len "$MAX_MODEL_LEN")
 # shellcheck disable=SC2206
 CMD+=(--data $DATA "$@")

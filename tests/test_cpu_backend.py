@@ -24,6 +24,7 @@ print("PROBE", json.dumps({
     "platform": get_platform().device_name,
     "cpu_registered": "cpu" in PlatformRegistry.registered_names(),
     "process_group_fn": distributed.initialize_global_process_group_ray.__module__,
+    "torchrun_process_group_fn": distributed.initialize_global_process_group.__module__,
     "offload_policy": fsdp_utils.CPUOffloadPolicy.__module__,
     "fsdp1_offload": torch_fsdp.CPUOffload.__module__,
     "sync_check": _init_utils._check_module_states_for_sync_module_states.__module__,
@@ -47,7 +48,7 @@ def test_patches_are_inert_without_the_cpu_platform():
     # the weight-sync guard is not a CPU patch: every platform's vLLM rollout gets it (recipe_dypo/weight_sync.py)
     assert state["vllm_rollout"] == "recipe_dypo.weight_sync.GuardedServerAdapter"
     assert state["platform"] != "cpu"
-    assert state["process_group_fn"] == "verl.utils.distributed"
+    assert state["process_group_fn"] == state["torchrun_process_group_fn"] == "verl.utils.distributed"
     assert state["offload_policy"].startswith("torch.distributed")
     assert state["fsdp1_offload"].startswith("torch.distributed")
     assert state["sync_check"] == "torch.distributed.fsdp._init_utils"
@@ -63,7 +64,15 @@ def test_cpu_platform_applies_every_patch():
     state = _probe("cpu")
     assert state["applied"] == [p.__name__ for p in PATCHES]
     assert state["platform"] == "cpu" and state["cpu_registered"]
-    keys = ("process_group_fn", "offload_policy", "fsdp1_offload", "load_to_gpu", "replay_buffer_init", "log_probs_v2")
+    keys = (
+        "process_group_fn",
+        "torchrun_process_group_fn",
+        "offload_policy",
+        "fsdp1_offload",
+        "load_to_gpu",
+        "replay_buffer_init",
+        "log_probs_v2",
+    )
     for key in keys:
         assert state[key] == "recipe_dypo.cpu.patches", key
 

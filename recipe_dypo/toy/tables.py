@@ -1,0 +1,157 @@
+"""Render the toy tables (recipe_dypo/toy/reproduce.py): the paper's rows and groups, toy columns, seeds merged.
+
+Measured cells come only from the evaluator's ``summary.json`` of each run and seed; a missing one stays "–".
+Each table is followed by the paired differences of DYPO (Table 4: two teachers; Table 5: α = 0.5) against every
+other row, seed by seed (mean ± sample std over the seeds both rows have), and by the paper's own table, printed
+beside for the ordering its rows should have.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+from recipe_dypo.eval.tables import published_markdown
+from recipe_dypo.paper_results import get_table
+from recipe_dypo.toy import benchmark
+from recipe_dypo.toy.reproduce import BASE, TABLE_ROWS
+
+ID_COLUMNS = tuple(benchmark.data_source(t) for t in benchmark.ID_TASKS)
+OOD_COLUMNS = tuple(benchmark.data_source(t) for t in benchmark.OOD_TASKS)
+COLUMNS = ID_COLUMNS + ("id_avg",) + OOD_COLUMNS + ("ood_avg",)
+HEADINGS = {
+    **{benchmark.data_source(t): t for t in benchmark.TASKS},
+    "id_avg": "ID avg",
+    "ood_avg": "OOD avg",
+}
+REFERENCE_RUN = "dypo"  # the row every other row is compared with
+EMPTY = "–"
+
+
+def run_scores(summary: dict) -> dict[str, float]:
+    """Toy column -> score (0-100) of one evaluator summary, with the ID and OOD macro-averages."""
+    per = {b: float(m["score"]) for b, m in summary.get("benchmarks", {}).items() if m.get("score") is not None}
+    scores = {c: per[c] for c in ID_COLUMNS + OOD_COLUMNS if c in per}
+    if all(c in scores for c in ID_COLUMNS):
+        scores["id_avg"] = sum(scores[c] for c in ID_COLUMNS) / len(ID_COLUMNS)
+    if all(c in scores for c in OOD_COLUMNS):
+        scores["ood_avg"] = sum(scores[c] for c in OOD_COLUMNS) / len(OOD_COLUMNS)
+    return scores
+
+
+def load_scores(out: Path, seeds: list[int]) -> dict[str, dict[int, dict[str, float]]]:
+    """run -> seed -> scores, from ``<out>/runs/<seed>/<run>/eval/summary.json``. The base model is evaluated
+    with each seed's sampling seed, so it has seeds too."""
+    found: dict[str, dict[int, dict[str, float]]] = {}
+    for seed in seeds:
+        for path in sorted((out / "runs" / str(seed)).glob("*/eval/summary.json")):
+            found.setdefault(path.parent.parent.name, {})[seed] = run_scores(json.loads(path.read_text()))
+    return found
+
+
+def mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def fmt(mean: float | None, std: float | None, signed: bool = False) -> str:
+    if mean is None:
+        return EMPTY
+    text = f"{mean:+.1f}" if signed else f"{mean:.1f}"
+    return text + (f" ± {std:.1f}" if std is not None else "")
+
+
+def paired_differences(reference: dict[int, dict], other: dict[int, dict], column: str) -> list[float]:
+    """reference − other in ``column``, one value per seed both have."""
+    seeds = sorted(s for s in reference if s in other and column in reference[s] and column in other[s])
+    return [reference[s][column] - other[s][column] for s in seeds]
+
+
+def render_table(key: str, scores: dict[str, dict[int, dict[str, float]]]) -> tuple[str, list[list]]:
+    """(Markdown, CSV rows) of one toy table."""
+    paper = get_table(key)
+    rows = TABLE_ROWS[key]
+    md = [
+        f"### Toy {paper.title.split(':', 1)[0]}: {paper.title.split(':', 1)[1].strip()} — toy scale",
+        "",
+        "Tiny Qwen2 (0.68M parameters, pre-trained briefly) on the toy benchmark suite; ID: "
+        + ", ".join(benchmark.ID_TASKS)
+        + "; OOD: "
+        + ", ".join(benchmark.OOD_TASKS)
+        + ". avg@4 at temperature 0.6 on 128 held-out prompts per column; mean ± std over seeds.",
+        "",
+        "| Method | stands for (paper row) | seeds | " + " | ".join(HEADINGS[c] for c in COLUMNS) + " |",
+        "|---|---|---:|" + "---:|" * len(COLUMNS),
+    ]
+    csv_rows = []
+    for paper_row, label, run in rows:
+        per_seed = scores.get(run, {})
+        cells = []
+        for c in COLUMNS:
+            values = [s[c] for s in per_seed.values() if c in s]
+            m, sd = mean_std(values) if len(values) == len(per_seed) else (None, None)
+            cells.append(fmt(m, sd))
+        name = f"**{label}**" if run == REFERENCE_RUN or label.endswith("(DYPO)") else label
+        md.append(f"| {name} | {paper_row or '(not in the paper)'} | {len(per_seed)} | " + " | ".join(cells) + " |")
+        for seed, s in sorted(per_seed.items()):
+            csv_rows.append([key, label, paper_row or "", run, seed] + [_num(s.get(c)) for c in COLUMNS])
+    reference_run = next((run for _, _, run in rows if run == REFERENCE_RUN), None)
+    if reference_run in scores:
+        ref_label = next(label for _, label, run in rows if run == reference_run)
+        md += [
+            "",
+            f"Paired differences, {ref_label} − row (per seed, then mean ± std over seeds):",
+            "",
+            "| row | seeds | ID avg | OOD avg | ID avg per seed |",
+            "|---|---:|---:|---:|---|",
+        ]
+        for _, label, run in rows:
+            if run == reference_run or run not in scores:
+                continue
+            d_id = paired_differences(scores[reference_run], scores[run], "id_avg")
+            d_ood = paired_differences(scores[reference_run], scores[run], "ood_avg")
+            per = ", ".join(f"{v:+.1f}" for v in d_id)
+            md.append(
+                f"| {label} | {len(d_id)} | {fmt(*mean_std(d_id), signed=True)} | "
+                f"{fmt(*mean_std(d_ood), signed=True)} | {per} |"
+            )
+    md += [
+        "",
+        f"The paper's {paper.title.split(':', 1)[0]} ({paper.base_model}; published, for the ordering):",
+        "",
+        published_markdown(paper),
+        "",
+    ]
+    return "\n".join(md), csv_rows
+
+
+def _num(v: float | None) -> str:
+    return "" if v is None else f"{v:.4f}"
+
+
+def write_all(out: Path, tables: list[str], seeds: list[int]) -> list[Path]:
+    """Write ``<out>/tables/<table>.md`` and ``.csv`` (one CSV row per run and seed); returns the paths."""
+    scores = load_scores(out, seeds)
+    folder = out / "tables"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for key in tables:
+        markdown, rows = render_table(key, scores)
+        (folder / f"{key}.md").write_text(markdown)
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["table", "method", "paper_row", "run", "seed", *COLUMNS])
+        writer.writerows(rows)
+        (folder / f"{key}.csv").write_text(buf.getvalue())
+        written += [folder / f"{key}.md", folder / f"{key}.csv"]
+    return written
+
+
+__all__ = ["BASE", "load_scores", "paired_differences", "render_table", "run_scores", "write_all"]
