@@ -253,6 +253,12 @@ def coefficients_of_batch(data, roles: np.ndarray, cfg: DypoConfig, step: int) -
     )
 
 
+def jagged_rows(rows) -> torch.Tensor:
+    """Rows of different lengths (an iterable of 1-D tensors) as one jagged nested tensor (bs, j), the layout of
+    verl's no-padding TensorDicts."""
+    return torch.nested.as_nested_tensor(list(rows), layout=torch.jagged)
+
+
 def nested_row_index(values: torch.Tensor) -> torch.Tensor:
     """Row index of every element of a jagged nested tensor (bs, j)."""
     lengths = values.offsets().diff()

@@ -27,7 +27,6 @@ from contextlib import contextmanager
 from functools import partial
 
 import numpy as np
-import torch
 import transfer_queue as tq
 from tensordict import TensorDict
 from transfer_queue import KVBatchMeta
@@ -43,7 +42,7 @@ from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 # entry point while actor_loss is still initialising.
 from recipe_dypo import actor_loss
 from recipe_dypo.checkpoint_state import apply_dypo_state, read_dypo_state, resumed_folder, save_dypo_state
-from recipe_dypo.coefficients import StepSettings, coefficients_of_batch, nested_row_sums
+from recipe_dypo.coefficients import StepSettings, coefficients_of_batch, jagged_rows, nested_row_sums
 from recipe_dypo.config import check_verl_config
 from recipe_dypo.data_schema import check_train_files
 from recipe_dypo.debug_dump import dump_regroup, dump_update_batch
@@ -71,10 +70,6 @@ def kill_point(phase: str, step: int) -> None:
         logger.warning("%s=%s: killing the trainer process now", KILL_AT_ENV, os.environ[KILL_AT_ENV])
         logging.shutdown()
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _nested(tensors: list[torch.Tensor]) -> torch.Tensor:
-    return torch.nested.as_nested_tensor(tensors, layout=torch.jagged)
 
 
 @contextmanager
@@ -261,12 +256,14 @@ class DypoTrainer(PPOTrainerSync):
         rows = {name: data[name].unbind() for name in select}  # one read serves both jobs below
         teacher = [j for j, i in enumerate(real) if offline[i]]
         sampled = [j for j, i in enumerate(real) if not offline[i]]
-        fields = TensorDict({"rollout_log_probs": _nested([rows["old_log_probs"][j] for j in teacher])}, len(teacher))
+        fields = TensorDict(
+            {"rollout_log_probs": jagged_rows([rows["old_log_probs"][j] for j in teacher])}, len(teacher)
+        )
         tq.kv_batch_put(keys=[batch.keys[real[j]] for j in teacher], partition_id=pid, fields=fields)
         for key in [k for k in metrics if k.startswith(ROLLOUT_MISMATCH_PREFIX)]:
             del metrics[key]
         if sampled:  # (a step of hard prompts only has no sampled rows: no mismatch to report)
-            picked = TensorDict({name: _nested([rows[name][j] for j in sampled]) for name in select}, len(sampled))
+            picked = TensorDict({name: jagged_rows([rows[name][j] for j in sampled]) for name in select}, len(sampled))
             metrics.update(calculate_debug_metrics(DataProto(batch=picked.to_padded_tensor())))
 
     # ------------------------------------------------------------------ hook 2: coefficients

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recipe_dypo.coefficients import coefficients_of_batch
+from recipe_dypo.coefficients import coefficients_of_batch, jagged_rows
 from recipe_dypo.config import DypoConfig
 from recipe_dypo.grading import plan_step, roles_from_tags
 from recipe_dypo.gradstats import workers
@@ -196,7 +196,7 @@ def coefficients_for_rows(rows: list[dict], tags: list[dict], cfg: DypoConfig):
     """:func:`coefficients_of_batch` on in-memory rows; returns ({coef field: (N,) float32}, metrics)."""
 
     def jagged(name):
-        return torch.nested.as_nested_tensor([r[name].double() for r in rows], layout=torch.jagged)
+        return jagged_rows(r[name].double() for r in rows)
 
     fields = ["rm_scores", "response_mask", "old_log_probs"] + (["ref_log_prob"] if cfg.gal_reference else [])
     data = {"uid": [r["uid"] for r in rows], **{name: jagged(name) for name in fields}}

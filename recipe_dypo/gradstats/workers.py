@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from tensordict import TensorDict
 
-from recipe_dypo.coefficients import COEF_FIELDS, StepSettings
+from recipe_dypo.coefficients import COEF_FIELDS, StepSettings, jagged_rows
 
 
 def encode_prompts(tokenizer, rows: list[dict]) -> list[torch.Tensor]:
@@ -153,10 +153,6 @@ def response_log_probs(model, rows: list[dict], chunk: int = 64, with_entropy: b
     return logps, (ents if with_entropy else None)
 
 
-def _nested(tensors):
-    return torch.nested.as_nested_tensor(list(tensors), layout=torch.jagged)
-
-
 def micro_batch(rows: list[dict], idx: list[int], coefs: dict[str, torch.Tensor], total_rows: int) -> TensorDict:
     """Rows ``idx`` as the no-padding TensorDict verl's engine hands to the actor loss (dp_size = 1).
 
@@ -167,11 +163,11 @@ def micro_batch(rows: list[dict], idx: list[int], coefs: dict[str, torch.Tensor]
 
     td = TensorDict(
         {
-            "prompts": _nested(rows[i]["prompts"] for i in idx),
-            "responses": _nested(rows[i]["responses"] for i in idx),
-            "response_mask": _nested(rows[i]["response_mask"] for i in idx),
-            "old_log_probs": _nested(rows[i]["old_log_probs"] for i in idx),
-            "advantages": _nested(rows[i]["advantages"] for i in idx),
+            "prompts": jagged_rows(rows[i]["prompts"] for i in idx),
+            "responses": jagged_rows(rows[i]["responses"] for i in idx),
+            "response_mask": jagged_rows(rows[i]["response_mask"] for i in idx),
+            "old_log_probs": jagged_rows(rows[i]["old_log_probs"] for i in idx),
+            "advantages": jagged_rows(rows[i]["advantages"] for i in idx),
             **{name: coefs[name][idx].float() for name in COEF_FIELDS},
         },
         batch_size=[len(idx)],
@@ -197,7 +193,7 @@ def accumulate_loss_gradient(model, rows, coefs, loss_fn, actor_config, micro_ba
         idx = list(range(start, min(start + micro_batch_size, len(rows))))
         log_probs, _ = sequence_log_probs(model, [rows[i] for i in idx])
         td = micro_batch(rows, idx, coefs, total_rows=len(rows))
-        loss, metrics = loss_fn(actor_config, {"log_probs": _nested(log_probs)}, td)
+        loss, metrics = loss_fn(actor_config, {"log_probs": jagged_rows(log_probs)}, td)
         loss.backward()
         totals["loss"] += float(loss.detach())
         totals["pg"] += _metric_value(metrics["actor/pg_loss"])
