@@ -50,6 +50,28 @@ def test_teacher_solutions_are_correct_and_equally_long():
     assert _score(row, benchmark.base_style_answer("sub", (31, 9))) == 1.0
 
 
+def test_every_teacher_solution_fits_the_toy_response_length():
+    """A teacher row longer than max_response_length is cut, and so is a model that imitates it (an earlier
+    24-token limit cut every `max` solution: 25 tokens + EOS)."""
+    import yaml
+
+    from recipe_dypo.toy.tokenizer import char_tokenizer
+
+    tok = char_tokenizer()
+    limit = yaml.safe_load((REPO / "configs" / "scale" / "toy.yaml").read_text())["data"]["max_response_length"]
+    assert reproduce.EVAL_MAX_NEW_TOKENS == limit
+    longest = max(
+        len(tok.encode(t["response"], add_special_tokens=False)) + 1  # + EOS
+        for r in benchmark.training_rows()
+        for t in r["extra_info"]["teachers"]
+    )
+    assert longest == 26 and longest <= limit
+    prompt = max(
+        len(tok.apply_chat_template(r["prompt"], add_generation_prompt=True)) for r in benchmark.training_rows()
+    )
+    assert prompt <= yaml.safe_load((REPO / "configs" / "scale" / "toy.yaml").read_text())["data"]["max_prompt_length"]
+
+
 def test_runs_needed_put_sft_before_its_rl_stage():
     assert reproduce.runs_needed(["table4"]) == ["dypo", "dypo_1t"]
     table3 = reproduce.runs_needed(["table3"])

@@ -9,7 +9,7 @@
    ``MODEL=tiny DEVICE=cpu SCALE=toy`` (configs/scale/toy.yaml and sft_toy.yaml: the same budget for every row,
    40 optimiser steps of 32 prompts). SFT -> RL starts from the SFT row's checkpoint of the same seed.
 3. Each final checkpoint evaluated with ``scripts/eval.sh`` (``python -m recipe_dypo.eval``, hf backend; the
-   paper's decoding scaled down: temperature 0.6, top-p 1, 24 new tokens, avg@4 per prompt); the base model too.
+   paper's decoding scaled down: temperature 0.6, top-p 1, 32 new tokens, avg@4 per prompt); the base model too.
 4. The tables rendered by recipe_dypo/toy/tables.py into ``<out>/tables/`` (Markdown and CSV).
 
 A finished run leaves ``train.done`` and its evaluation ``eval/summary.json``; both are skipped when run again.
@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SEEDS = (1, 2, 3)
 EVAL_SAMPLES = 4
-EVAL_MAX_NEW_TOKENS = 24
+EVAL_MAX_NEW_TOKENS = 32  # = max_response_length of configs/scale/toy.yaml
 FIRST_TEACHER = "forward"  # the toy's "DeepSeek-R1": the one teacher of single-teacher rows
 
 
