@@ -136,7 +136,8 @@ def load_measured(specs: Sequence[str]) -> list[MeasuredRun]:
     return runs
 
 
-def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+def mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (None where undefined: no values, or one value for the std)."""
     if not values:
         return None, None
     mean = sum(values) / len(values)
@@ -160,7 +161,7 @@ def group_runs(runs: Sequence[MeasuredRun], columns: Sequence[str]) -> list[Meas
             if any(v is None for v in vals):
                 mean[c], std[c] = None, None
             else:
-                mean[c], std[c] = _mean_std([float(v) for v in vals])
+                mean[c], std[c] = mean_std([float(v) for v in vals])
         compare = next((r.compare_to for r in rs if r.compare_to), None)
         rows.append(MeasuredRow(label=label, runs=list(rs), compare_to=compare, mean=mean, std=std))
     return rows

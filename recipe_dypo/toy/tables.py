@@ -11,10 +11,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from pathlib import Path
 
-from recipe_dypo.eval.tables import published_markdown
+from recipe_dypo.eval.tables import mean_std, published_markdown
 from recipe_dypo.paper_results import get_table
 from recipe_dypo.toy import benchmark
 from recipe_dypo.toy.reproduce import BASE, TABLE_ROWS
@@ -50,15 +49,6 @@ def load_scores(out: Path, seeds: list[int]) -> dict[str, dict[int, dict[str, fl
         for path in sorted((out / "runs" / str(seed)).glob("*/eval/summary.json")):
             found.setdefault(path.parent.parent.name, {})[seed] = run_scores(json.loads(path.read_text()))
     return found
-
-
-def mean_std(values: list[float]) -> tuple[float | None, float | None]:
-    if not values:
-        return None, None
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, None
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
 def fmt(mean: float | None, std: float | None, signed: bool = False) -> str:
