@@ -127,8 +127,8 @@ def test_seed_overrides_match_each_trainer_config():
 def test_pipeline_two_steps_sft_then_rl_eval_render(tmp_path):
     """The rows whose code paths differ, for two steps each: verl's SFT trainer under torchrun on the CPU backend,
     the SFT -> RL hand-over of its checkpoint to an RL row (GRPO), evaluation of each checkpoint and of the base
-    model with recipe_dypo.eval, and Table 1 rendered with measured rows. (DYPO rows run the launch every e2e
-    test of tests/test_e2e_cpu.py runs.)"""
+    model with recipe_dypo.eval, and Table 1 rendered with measured rows. The RL stage is also the e2e test of
+    the GRPO baseline. (DYPO rows run the launch every e2e test of tests/test_e2e_cpu.py runs.)"""
     out = tmp_path / "toy"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
     cmd = [
@@ -160,8 +160,13 @@ def test_pipeline_two_steps_sft_then_rl_eval_render(tmp_path):
         assert (seed_dir / run / "train.done").exists()
     sft_steps = [json.loads(line) for line in (seed_dir / "sft_1t" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in sft_steps if "train/loss" in m["data"]] == [1, 2]
-    rl_steps = [json.loads(line) for line in (seed_dir / "sft_1t_then_grpo" / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in rl_steps if "critic/score/mean" in m["data"]] == [1, 2]
+    rl_log = (seed_dir / "sft_1t_then_grpo" / "metrics.jsonl").read_text().splitlines()
+    rl_steps = {m["step"]: m["data"] for m in map(json.loads, rl_log) if "critic/score/mean" in m["data"]}
+    # the GRPO row (run_grpo.sh and stage 2 are the same rl_launch of verl's GRPO): it trains, the rollout server
+    # gets the updated weights, and no DYPO metric appears
+    assert sorted(rl_steps) == [1, 2] and all(rl_steps[s]["actor/grad_norm"] > 0 for s in (1, 2))
+    assert rl_steps[2]["training/rollout_probs_diff_max"] < 1e-4
+    assert not any(k.startswith("dypo/") for k in rl_steps[1])
     table = (out / "tables" / "table1.md").read_text()
     assert "| SFT → RL | SFT → RL | 1 |" in table and "| RL (GRPO) | RL | 0 | – |" in table
     csv_rows = (out / "tables" / "table1.csv").read_text().splitlines()
