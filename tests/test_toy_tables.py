@@ -117,6 +117,28 @@ def test_table_renders_means_and_paired_differences(tmp_path):
     assert "| SFT | SFT | 0 | – | – |" in markdown1
 
 
+def test_table_wall_time_sums_the_runs_it_needs(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, (dypo_s, one_s) in {1: (300.0, 280.0), 2: (310.0, 290.0)}.items():
+        for run, train_s, eval_s in (("dypo", dypo_s, 12.0), ("dypo_1t", one_s, 10.0)):
+            _summary(runs / str(seed) / run / "eval", {"add": 50, "sub": 30, "max": 70, "add3": 10})
+            summary = runs / str(seed) / run / "eval" / "summary.json"
+            summary.write_text(json.dumps({**json.loads(summary.read_text()), "eval_wall_s": eval_s}))
+            (runs / str(seed) / run / "train.done").write_text(json.dumps({"wall_s": train_s}))
+    # seed 3's DYPO has no train.done (a run cut off after a stale evaluation): seed 3 is left out, not half-counted
+    _summary(runs / "3" / "dypo" / "eval", {"add": 50, "sub": 30, "max": 70, "add3": 10})
+    times = toy_tables.load_times(tmp_path, [1, 2, 3])
+    assert times["dypo"] == {1: (300.0, 12.0), 2: (310.0, 12.0)}
+    assert toy_tables.table_time("table4", times) == {1: (580.0, 22.0), 2: (600.0, 22.0)}
+    assert toy_tables.table_time("table1", times) == {}  # Table 1's other runs have not run
+    toy_tables.write_all(tmp_path, ["table4"], [1, 2, 3])
+    markdown = (tmp_path / "tables" / "table4.md").read_text()
+    assert "seed 1: 602 s (580 s training, 22 s evaluation), seed 2: 622 s" in markdown
+    assert "20.4 min in all" in markdown
+    header, first = (tmp_path / "tables" / "table4.csv").read_text().splitlines()[:2]
+    assert header.endswith(",train_wall_s,eval_wall_s") and first.endswith(",280,10")
+
+
 def test_seed_overrides_match_each_trainer_config():
     assert reproduce.seed_overrides("sft", 3) == ["trainer.seed=3"]
     assert "dypo.seed=3" not in reproduce.seed_overrides("grpo", 3)
