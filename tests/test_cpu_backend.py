@@ -1,13 +1,17 @@
 """The CPU backend's pieces on their own: the patches are inert unless the CPU platform is selected, and the hf
 rollout samples what verl's rollout config asks for, reproducibly, with the log-probs the actor recomputes."""
 
+import asyncio
+from functools import partial
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from tests.e2e_support import probe
 
 PROBE = """
-import json, verl
+import json, sys, verl
 import torch.distributed.fsdp as torch_fsdp
 from torch.distributed.fsdp import _init_utils
 from verl.plugin.platform import get_platform
@@ -16,6 +20,8 @@ from verl.utils import distributed, fsdp_utils, torch_functional
 from verl.workers.rollout.base import _ROLLOUT_REGISTRY
 from verl.workers.rollout.replica import RolloutReplicaRegistry
 from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
+from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
+from verl.workers.rollout.llm_server import LLMServerClient
 from recipe_dypo.cpu import patches, vllm_cpu
 print("PROBE", json.dumps({
     "applied": patches.APPLIED,
@@ -31,6 +37,9 @@ print("PROBE", json.dumps({
     "load_to_gpu": fsdp_utils.load_fsdp_model_to_gpu.__module__,
     "replay_buffer_init": ReplayBuffer.__init__.__module__,
     "log_probs_v2": torch_functional.logprobs_from_logits_v2.__module__,
+    "agent_loop_worker_init": AgentLoopWorker.__init__.__module__,
+    "server_acquire": LLMServerClient._acquire_server.__module__,
+    "agent_loop_hydra": type(sys.modules["verl.experimental.agent_loop.agent_loop"].hydra).__name__,
     "hf_rollout": ("hf", "async") in _ROLLOUT_REGISTRY and "hf" in RolloutReplicaRegistry._registry,
 }))
 """
@@ -55,6 +64,9 @@ def test_patches_are_inert_without_the_cpu_platform():
     assert state["load_to_gpu"] == "verl.utils.fsdp_utils"
     assert state["replay_buffer_init"] == "verl.trainer.ppo.v1.replay_buffer"
     assert state["log_probs_v2"] == "verl.utils.torch_functional"
+    assert state["agent_loop_worker_init"] == "verl.experimental.agent_loop.agent_loop"
+    assert state["server_acquire"] == "verl.workers.rollout.llm_server"
+    assert state["agent_loop_hydra"] == "module"
     assert state["hf_rollout"]
 
 
@@ -72,9 +84,12 @@ def test_cpu_platform_applies_every_patch():
         "load_to_gpu",
         "replay_buffer_init",
         "log_probs_v2",
+        "agent_loop_worker_init",
+        "server_acquire",
     )
     for key in keys:
         assert state[key] == "recipe_dypo.cpu.patches", key
+    assert state["agent_loop_hydra"] == "SimpleNamespace"
 
 
 def test_weight_sync_guard_can_be_switched_off():
@@ -168,6 +183,141 @@ def test_vectorised_log_probs_equal_verls_loop(monkeypatch):
     torch.testing.assert_close(torch_functional.logprobs_from_logits_v2(logits, labels), expected, rtol=0, atol=1e-6)
     bf16 = logits.bfloat16()  # other dtypes keep verl's own path
     torch.testing.assert_close(torch_functional.logprobs_from_logits_v2(bf16, labels), original(bf16, labels))
+
+
+class _FakeBalancer:
+    """verl's GlobalRequestLoadBalancer as an agent-loop worker sees it: methods with an awaitable ``.remote``."""
+
+    def __init__(self, servers: dict):
+        self.servers, self.calls, self.inflight = servers, [], dict.fromkeys(servers, 0)
+        for name in (
+            "require_acquire_fields",
+            "require_release_fields",
+            "acquire_server",
+            "release_server",
+            "get_all_servers",
+        ):
+            setattr(self, name, SimpleNamespace(remote=partial(self._call, name)))
+
+    def _call(self, name, **kwargs):
+        self.calls.append(name)
+        if name == "acquire_server":
+            server_id = min(self.inflight, key=self.inflight.get)
+            self.inflight[server_id] += 1
+            return self._done((server_id, self.servers[server_id]))
+        if name == "release_server":
+            self.inflight[kwargs["server_id"]] -= 1
+            return None  # verl does not await the release
+        if name == "get_all_servers":
+            return self._done(list(self.servers))
+        return self._done([] if name == "require_release_fields" else ["request_id"])
+
+    @staticmethod
+    async def _done(value):
+        return value
+
+
+def _request_twice_concurrently_then_once(client) -> list:
+    async def request(request_id):
+        server = await client._acquire_server(request_id)
+        await asyncio.sleep(0)
+        client._release_server(server[0], request_id=request_id)
+        return server
+
+    async def main():
+        first = await asyncio.gather(request("a"), request("b"))
+        return [*first, await request("c"), await request("d")]
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("n_servers", [1, 2])
+def test_requests_go_straight_to_a_server_that_serves_alone(monkeypatch, n_servers):
+    from verl.workers.rollout.llm_server import LLMServerClient
+
+    from recipe_dypo.cpu import patches
+
+    for name in ("_acquire_server", "_release_server"):  # restored after the test
+        monkeypatch.setattr(LLMServerClient, name, getattr(LLMServerClient, name))
+    patches.direct_to_single_server()
+    servers = {f"s{i}": f"handle{i}" for i in range(n_servers)}
+    balancer = _FakeBalancer(servers)
+    client = object.__new__(LLMServerClient)
+    client._load_balancer = balancer
+    client._lb_require_acquire_fields = client._lb_require_release_fields = None
+    got = _request_twice_concurrently_then_once(client)
+    assert balancer.inflight == dict.fromkeys(servers, 0)  # every acquire the balancer saw was released
+    if n_servers == 1:
+        assert got == [("s0", "handle0")] * 4
+        # the two first requests ask the balancer; the later ones go straight to the server
+        assert balancer.calls.count("acquire_server") == balancer.calls.count("release_server") == 2
+    else:
+        assert {server for server, _ in got} == {"s0", "s1"}
+        assert balancer.calls.count("acquire_server") == balancer.calls.count("release_server") == 4
+
+
+def test_agent_loop_workers_grade_in_their_own_process(monkeypatch):
+    from omegaconf import OmegaConf
+    from verl.experimental.agent_loop import agent_loop
+    from verl.experimental.reward_loop import reward_loop
+
+    from recipe_dypo.cpu import patches
+
+    def plain_init(self, config, llm_client=None, teacher_client=None, reward_loop_worker_handles=None):
+        self.config, self.reward_loop_worker_handles = config, reward_loop_worker_handles
+
+    built = []
+
+    class RewardLoopWorker:  # verl's class, as far as the patch uses it
+        def __init__(self, config):
+            built.append(config)
+
+        async def compute_score(self, data):
+            return {"reward_score": float(sum(data)), "reward_extra_info": {}}
+
+    monkeypatch.setattr(agent_loop.AgentLoopWorker, "__init__", plain_init)
+    monkeypatch.setattr(reward_loop, "RewardLoopWorker", RewardLoopWorker)
+    patches.in_process_reward()
+
+    def worker(reward_model: bool, handles):
+        config = OmegaConf.create({"reward": {"reward_model": {"enable": reward_model}}})
+        return agent_loop.AgentLoopWorker(config, None, reward_loop_worker_handles=handles)
+
+    assert worker(False, None).reward_loop_worker_handles is None  # no streaming reward: verl's path
+    assert worker(True, ["rm-actor"]).reward_loop_worker_handles == ["rm-actor"]  # a reward model: verl's path
+    (local,) = worker(False, ["actor-1", "actor-2"]).reward_loop_worker_handles
+
+    async def score_twice():
+        return [await local.compute_score.remote([1, 2]), await local.compute_score.remote([3])]
+
+    assert [r["reward_score"] for r in asyncio.run(score_twice())] == [3.0, 3.0]
+    assert len(built) == 1  # one reward worker object per agent-loop worker, built on first use
+
+
+def test_registered_agent_loops_are_built_as_hydra_builds_them(monkeypatch):
+    import hydra
+    from verl.experimental.agent_loop import agent_loop
+    from verl.experimental.agent_loop.agent_loop import DictConfigWrap
+    from verl.experimental.agent_loop.single_turn_agent_loop import SingleTurnAgentLoop
+
+    from recipe_dypo.cpu import patches
+
+    monkeypatch.setattr(agent_loop, "hydra", hydra)
+    patches.agent_loops_built_directly()
+    registered = agent_loop._agent_loop_registry["single_turn_agent"]
+    assert registered == {"_target_": f"{SingleTurnAgentLoop.__module__}.SingleTurnAgentLoop"}
+    calls = []
+    monkeypatch.setattr(SingleTurnAgentLoop, "__init__", lambda self, **kwargs: calls.append(kwargs))
+    arguments = {"trainer_config": DictConfigWrap(config={"a": 1}), "server_manager": object(), "tokenizer": None}
+    built = [
+        agent_loop.hydra.utils.instantiate(config=registered, **arguments),
+        hydra.utils.instantiate(registered, **arguments),
+    ]
+    assert [type(b) for b in built] == [SingleTurnAgentLoop] * 2
+    assert calls[0] == calls[1] and all(calls[0][k] is v for k, v in arguments.items())
+    file_config = {"_target_": registered["_target_"], "name": "from_a_file"}  # hydra's own path
+    monkeypatch.setattr(hydra.utils, "instantiate", lambda config, **kwargs: ("hydra", config))
+    assert agent_loop.hydra.utils.instantiate(config=file_config) == ("hydra", file_config)
 
 
 def test_replicas_never_share_a_seed():

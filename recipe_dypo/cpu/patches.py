@@ -9,6 +9,7 @@ it with ``from ... import name``, so the result does not depend on import order.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import sys
 
@@ -125,8 +126,6 @@ def fast_rollout_polling() -> None:
     (``poll_interval``, not exposed in the config). A tiny model's rollout on CPU takes a fraction of that, so every
     step would wait for the next poll; on the CPU backend it polls every 50 ms. Timing only: what is sampled and
     trained does not change."""
-    import functools
-
     from verl.trainer.ppo.v1 import replay_buffer
 
     original = replay_buffer.ReplayBuffer.__init__
@@ -159,6 +158,106 @@ def vectorised_log_probs() -> None:
     _replace(torch_functional, "logprobs_from_logits_v2", logprobs_from_logits_v2)
 
 
+def in_process_reward() -> None:
+    """verl/experimental/agent_loop/agent_loop.py ``AgentLoopWorker._compute_score`` sends every rollout to a
+    RewardLoopWorker actor, one Ray call per response (``compute_score.remote``). For a rule-based reward on CPU
+    the call costs more than the grading: between them the agent-loop workers' serialisation and the reward
+    actor's own work were ~20 % of the two cores of a quickstart step (py-spy). Here each agent-loop worker grades
+    in its own process with a RewardLoopWorker object of its own, verl's class (same reward manager, reward
+    function and results), built on first use so its reward manager binds the worker's running event loop. Only
+    when verl would stream rewards to workers without a reward model (``reward_loop_worker_handles`` set,
+    ``reward.reward_model.enable`` false); a reward model keeps verl's path."""
+    import types
+
+    from verl.experimental.agent_loop import agent_loop
+
+    original = agent_loop.AgentLoopWorker.__init__
+
+    class InProcessRewardWorker:
+        """Stands in for a RewardLoopWorker handle: ``compute_score.remote(data)`` returns an awaitable."""
+
+        def __init__(self, config):
+            self._config = config
+            self._worker = None
+            self.compute_score = types.SimpleNamespace(remote=self._compute_score)
+
+        async def _compute_score(self, data):
+            if self._worker is None:
+                from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
+
+                self._worker = RewardLoopWorker(self._config)
+            return await self._worker.compute_score(data)
+
+    @functools.wraps(original)
+    def __init__(self, config, *args, **kwargs):
+        original(self, config, *args, **kwargs)
+        if self.reward_loop_worker_handles is not None and not config.reward.reward_model.enable:
+            self.reward_loop_worker_handles = [InProcessRewardWorker(config)]
+
+    __init__.__module__ = __name__
+    agent_loop.AgentLoopWorker.__init__ = __init__
+
+
+def direct_to_single_server() -> None:
+    """verl/workers/rollout/llm_server.py ``LLMServerClient.generate`` asks the GlobalRequestLoadBalancer actor for
+    a server before every request and tells it when the request ends: two Ray calls per rollout besides the
+    generation, and the balancer actor used ~15 % of a core in a quickstart step. With one rollout server (the CPU
+    backend's usual case) there is nothing to balance: after the first request has learnt from the balancer that
+    it serves alone, requests go straight to it. With several servers every request keeps verl's path. The
+    balancer's sticky sessions and in-flight counts only choose between servers."""
+    from verl.workers.rollout import llm_server
+
+    client = llm_server.LLMServerClient
+    acquire, release = client._acquire_server, client._release_server
+
+    async def _acquire_server(self, request_id: str, **extra):
+        only = getattr(self, "_only_server", None)
+        if only is not None:
+            self._direct_requests.add(request_id)
+            return only
+        server_id, server = await acquire(self, request_id, **extra)
+        alone = self._load_balancer is not None and len(await self._load_balancer.get_all_servers.remote()) == 1
+        if alone and getattr(self, "_only_server", None) is None:  # several first requests may get here
+            self._direct_requests = set()
+            self._only_server = (server_id, server)
+        return server_id, server
+
+    def _release_server(self, server_id: str, request_id: str | None = None) -> None:
+        direct = getattr(self, "_direct_requests", None)
+        if direct is not None and request_id in direct:
+            direct.discard(request_id)
+            return
+        release(self, server_id, request_id=request_id)
+
+    client._acquire_server, client._release_server = _acquire_server, _release_server
+
+
+def agent_loops_built_directly() -> None:
+    """verl/experimental/agent_loop/agent_loop.py ``AgentLoopWorker._run_agent_loop`` builds each rollout's agent
+    loop with ``hydra.utils.instantiate``, which first merges the keyword arguments into an OmegaConf config: ~9 %
+    of an agent-loop worker's time in a quickstart step (py-spy). An agent loop registered by class (verl's
+    ``@register``: a config holding only ``_target_``) is built here by calling the class, looked up once, with the
+    same arguments (verl wraps the configs it passes so that hydra leaves them alone); agent loops configured in a
+    file (``agent_loop_config_path``) keep hydra."""
+    import types
+
+    import hydra.utils
+    from verl.experimental.agent_loop import agent_loop
+
+    classes: dict[str, type] = {}
+
+    def instantiate(config, *args, **kwargs):
+        if args or not isinstance(config, dict) or set(config) != {"_target_"}:
+            return hydra.utils.instantiate(config, *args, **kwargs)
+        target = config["_target_"]
+        if target not in classes:
+            classes[target] = hydra.utils.get_class(target)
+        return classes[target](**kwargs)
+
+    # agent_loop.py uses its `hydra` name only for this call
+    agent_loop.hydra = types.SimpleNamespace(utils=types.SimpleNamespace(instantiate=instantiate))
+
+
 PATCHES = (
     gloo_process_group,
     fsdp2_offload_without_pinning,
@@ -167,6 +266,9 @@ PATCHES = (
     fsdp1_load_in_place,
     fast_rollout_polling,
     vectorised_log_probs,
+    in_process_reward,
+    direct_to_single_server,
+    agent_loops_built_directly,
 )
 
 
