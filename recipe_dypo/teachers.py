@@ -276,6 +276,22 @@ def unwrap(value):
     return getattr(value, "data", value) if not isinstance(value, torch.Tensor) else value
 
 
+def row_dicts(batch) -> list[dict]:
+    """The rows of a TensorDict read from TransferQueue as plain dicts, ``{field: unwrap(batch[i][field])}``, built
+    one column at a time: indexing the TensorDict row by row rebuilds every field for every row (0.2 s a step for
+    32 rows on CPU, py-spy)."""
+    columns = {}
+    for name in batch.keys():
+        column = batch.get(name)
+        if isinstance(column, torch.Tensor):
+            columns[name] = list(column.unbind(0))
+        elif hasattr(column, "tolist"):  # a stack of per-row non-tensor values
+            columns[name] = [unwrap(v) for v in column.tolist()]
+        else:  # anything else: verl's per-row indexing
+            columns[name] = [unwrap(batch[i][name]) for i in range(len(batch))]
+    return [{name: col[i] for name, col in columns.items()} for i in range(len(batch))]
+
+
 def prompt_rows(batch, fields=TEACHER_SOURCE_FIELDS) -> list[dict]:
     """Per-prompt dicts of the given non-tensor fields of a dataloader TensorDict (missing fields are skipped)."""
     columns = {}

@@ -52,8 +52,8 @@ from recipe_dypo.teachers import (
     TeacherSampler,
     batch_teacher_texts,
     build_teacher_rows,
+    row_dicts,
     teacher_response_ids,
-    unwrap,
 )
 
 logger = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ class DypoTrainer(PPOTrainerSync):
             group_uids = list(plan.teacher_groups)
             rep_rows = [plan.teacher_groups[uid][0] for uid in group_uids]
             fetched = tq.kv_batch_get(keys=[batch.keys[r] for r in rep_rows], partition_id=pid)
-            templates = [{k: unwrap(v) for k, v in fetched[i].items()} for i in range(len(rep_rows))]
+            templates = row_dicts(fetched)
             # Draw in an order fixed by the prompts' tokens: rollouts reach TransferQueue in completion order, and
             # a resumed (or repeated) run must give each prompt the teacher the original run gave it.
             order = sorted(range(len(templates)), key=lambda i: templates[i]["prompts"].tolist())

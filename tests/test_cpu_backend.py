@@ -22,6 +22,7 @@ from verl.workers.rollout.replica import RolloutReplicaRegistry
 from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
 from verl.workers.rollout.llm_server import LLMServerClient
+from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead
 from recipe_dypo.cpu import patches, vllm_cpu
 print("PROBE", json.dumps({
     "applied": patches.APPLIED,
@@ -39,6 +40,7 @@ print("PROBE", json.dumps({
     "log_probs_v2": torch_functional.logprobs_from_logits_v2.__module__,
     "agent_loop_worker_init": AgentLoopWorker.__init__.__module__,
     "server_acquire": LLMServerClient._acquire_server.__module__,
+    "forward_step": FSDPEngineWithLMHead.forward_step.__module__,
     "agent_loop_hydra": type(sys.modules["verl.experimental.agent_loop.agent_loop"].hydra).__name__,
     "hf_rollout": ("hf", "async") in _ROLLOUT_REGISTRY and "hf" in RolloutReplicaRegistry._registry,
 }))
@@ -67,6 +69,7 @@ def test_patches_are_inert_without_the_cpu_platform():
     assert state["agent_loop_worker_init"] == "verl.experimental.agent_loop.agent_loop"
     assert state["server_acquire"] == "verl.workers.rollout.llm_server"
     assert state["agent_loop_hydra"] == "module"
+    assert state["forward_step"] == "verl.workers.engine.fsdp.transformer_impl"
     assert state["hf_rollout"]
 
 
@@ -86,6 +89,7 @@ def test_cpu_platform_applies_every_patch():
         "log_probs_v2",
         "agent_loop_worker_init",
         "server_acquire",
+        "forward_step",
     )
     for key in keys:
         assert state[key] == "recipe_dypo.cpu.patches", key
@@ -318,6 +322,28 @@ def test_registered_agent_loops_are_built_as_hydra_builds_them(monkeypatch):
     file_config = {"_target_": registered["_target_"], "name": "from_a_file"}  # hydra's own path
     monkeypatch.setattr(hydra.utils, "instantiate", lambda config, **kwargs: ("hydra", config))
     assert agent_loop.hydra.utils.instantiate(config=file_config) == ("hydra", file_config)
+
+
+def test_forward_step_reads_the_micro_batch_it_was_given(monkeypatch):
+    from tensordict import NonTensorStack, TensorDict
+    from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead
+
+    from recipe_dypo.cpu import patches
+
+    seen = []
+
+    def verls_forward_step(self, micro_batch, loss_function, forward_only):  # as verl's starts
+        moved = micro_batch.to("cpu")
+        seen.append(moved)
+        return moved["x"].sum(), {"forward_only": forward_only}
+
+    monkeypatch.setattr(FSDPEngineWithLMHead, "forward_step", verls_forward_step)
+    patches.micro_batches_used_in_place()
+    batch = TensorDict({"x": torch.arange(4.0), "prompt": NonTensorStack("a", "b", "c", "d")}, batch_size=[4])
+    loss, output = FSDPEngineWithLMHead.forward_step(None, batch, None, True)
+    assert seen[0] is batch and loss.item() == 6.0 and output == {"forward_only": True}
+    assert batch.to("cpu") is not batch  # TensorDict.to is back once the step is done
+    assert sorted(batch.keys()) == ["prompt", "x"]
 
 
 def test_replicas_never_share_a_seed():

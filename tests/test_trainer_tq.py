@@ -132,6 +132,26 @@ def make_batch(tq, groups):
     return KVBatchMeta(keys=keys, tags=tags, partition_id="train")
 
 
+def test_row_dicts_equal_verls_row_indexing(tq_env):
+    """What the regroup reads of a hard group's rollout, one column at a time, is what indexing row by row gives."""
+    from recipe_dypo.teachers import row_dicts, unwrap
+
+    info = {"teachers": [{"name": "t", "response": "x"}], "index": 3}
+    keys, _ = rollout(tq_env, "rows", [0.0, 1.0, 0.0], info, seed=5)
+    fetched = tq_env.kv_batch_get(keys=keys, partition_id="train")
+    expected = [{k: unwrap(v) for k, v in fetched[i].items()} for i in range(len(keys))]
+    got = row_dicts(fetched)
+    assert [list(row) for row in got] == [list(row) for row in expected] and len(got) == 3
+    for row, want in zip(got, expected):
+        for field, value in want.items():
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(row[field], value) and row[field].dtype == value.dtype, field
+            else:
+                assert row[field] == value and type(row[field]) is type(value), field
+    assert got[1]["rm_scores"].tolist() == [0.0, 0.0, 0.0, 1.0] and got[2]["extra_info"] == info
+    tq_env.kv_clear(keys=keys, partition_id="train")
+
+
 def test_regroup_drops_easy_replaces_hard_keeps_mid(trainer, tq_env):
     tq = tq_env
     batch = make_batch(
