@@ -1,8 +1,8 @@
 """The CPU quickstart, shortened: ``bash scripts/quickstart.sh --steps 3`` through verl's real trainer.
 
-The full quickstart (90 steps, ~10 min) is measured by hand and reported in the README; CI runs 3 steps of the
-same script and checks what it writes: summary.json with exactly the documented keys, a cold start where (nearly)
-every prompt is hard (offline-data ratio at step 1 >= 0.9), and the curves.
+The full quickstart (110 steps, 8-11 min on 2 cores) is measured by hand and reported in the README; CI runs 3
+steps of the same script and checks what it writes: summary.json with exactly the documented keys, a cold start
+where (nearly) every prompt is hard (offline-data ratio at step 1 >= 0.9), and the curves.
 """
 
 import json
