@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CPU quickstart: DYPO on single-digit addition through verl's real trainer (the CPU backend), ~8 min on 2 cores.
+# CPU quickstart: DYPO on single-digit addition through verl's real trainer (the CPU backend), 8-11 min on 2 cores.
 #
 #   bash scripts/quickstart.sh                  # one DYPO run: outputs/quickstart/{summary.json,curves.png,dypo/}
 #   bash scripts/quickstart.sh --compare        # + GRPO and one-teacher DYPO from the same cold start (~30 min)
